@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of agency-rls (``env.py``, ``versions/``)."""

@@ -1,0 +1,88 @@
+"""Alembic environment for agency-rls.
+
+Where the database comes from, first wins: ``-x database_url=…``, ``sqlalchemy.url`` set by
+the ``agency-rls`` command, ``DATABASE_URL``, then the libpq environment (``PGHOST`` …).
+
+The role prefix: the one stored in the database (``agency_rls.role_prefix()``) once it is
+migrated; for a new database ``-x role_prefix=…`` or ``AGENCY_RLS_ROLE_PREFIX`` (default
+empty). Asking for a different prefix than the stored one is an error, never a rename.
+
+All revisions of one command run in a single transaction (PostgreSQL DDL and CREATE ROLE
+are transactional): a failing revision leaves the previous state intact. When a downgrade
+reaches base, the version table is dropped too, so nothing of the project remains.
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import Connection, create_engine, pool, text
+
+from rls_policies.names import check_prefix
+
+config = context.config
+
+
+def database_url() -> str:
+    """The SQLAlchemy URL to migrate, normalised to the psycopg 3 driver."""
+    url = (
+        context.get_x_argument(as_dictionary=True).get("database_url")
+        or config.get_main_option("sqlalchemy.url")
+        or os.environ.get("DATABASE_URL")
+        or "postgresql://"
+    )
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def requested_prefix() -> str | None:
+    """The prefix asked for on the command line or in the environment, if any."""
+    value = context.get_x_argument(as_dictionary=True).get("role_prefix")
+    if value is None:
+        value = config.attributes.get("requested_role_prefix")
+    if value is None:
+        value = os.environ.get("AGENCY_RLS_ROLE_PREFIX")
+    return None if value is None else check_prefix(value)
+
+
+def stored_prefix(connection: Connection) -> str | None:
+    """The prefix this database was migrated with, or None when it is not migrated."""
+    if connection.execute(text("SELECT to_regprocedure('agency_rls.role_prefix()')")).scalar() is None:
+        return None
+    return connection.execute(text("SELECT agency_rls.role_prefix()")).scalar_one()
+
+
+def run_migrations_offline() -> None:
+    """Print the SQL of the requested revisions for review."""
+    config.attributes["role_prefix"] = requested_prefix() or ""
+    context.configure(url=database_url(), literal_binds=True, transactional_ddl=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Apply the requested revisions in one transaction."""
+    engine = create_engine(database_url(), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        stored = stored_prefix(connection)
+        requested = requested_prefix()
+        if stored is not None and requested is not None and requested != stored:
+            raise SystemExit(
+                f"agency-rls: this database was migrated with role prefix {stored!r}, not {requested!r}"
+            )
+        config.attributes["role_prefix"] = stored if stored is not None else (requested or "")
+        connection.commit()
+        context.configure(connection=connection, transactional_ddl=True)
+        with context.begin_transaction():
+            context.run_migrations()
+            if not context.get_context().get_current_heads():
+                connection.execute(text("DROP TABLE IF EXISTS public.alembic_version"))
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

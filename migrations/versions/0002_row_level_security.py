@@ -1,0 +1,27 @@
+"""Management roles, scope functions, forced row level security, policies and grants.
+
+The SQL this revision applies is recorded beside it (``0002_row_level_security.sql``, a
+frozen copy of ``rls_policies/sql/`` at this revision), so later changes to the current
+definition never rewrite history.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from migrations.sql_ops import run_recorded
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_recorded(__file__, "0002_row_level_security.sql")
+
+
+def downgrade() -> None:
+    run_recorded(__file__, "0002_row_level_security_down.sql")

@@ -1,0 +1,67 @@
+"""The current definition of every rule, as reviewable SQL files rendered for one prefix.
+
+The SQL under ``rls_policies/sql/`` is written for a DBA to read. Role names appear as
+``{{owner}}`` (a quoted identifier) or ``{{owner_name}}`` (a string literal) and
+``{{prefix_literal}}``; :func:`render` fills them in with psycopg's quoting, so no name is
+ever pasted into SQL unquoted.
+
+Migrations record the SQL they applied at their revision (a frozen copy under
+``migrations/versions/``); this module is what new migrations copy from and what drift
+checks compare against.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from psycopg import sql
+
+from rls_policies.names import ManagementRoles
+
+SQL_DIR = Path(__file__).parent / "sql"
+
+#: Files applied, in order, to secure the schema; ``teardown.sql`` undoes them.
+SECURITY_FILES: tuple[str, ...] = (
+    "roles.sql",
+    "scope_functions.sql",
+    "principal_guard.sql",
+    "policies.sql",
+    "grants.sql",
+)
+TEARDOWN_FILE = "teardown.sql"
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def placeholders(roles: ManagementRoles) -> dict[str, str]:
+    """Every placeholder's SQL text for ``roles``."""
+    values: dict[str, str] = {"prefix_literal": sql.Literal(roles.prefix).as_string(None)}
+    for key in ("owner", "helper", "backend", "agency_group", "insurer_group"):
+        name = getattr(roles, key)
+        values[key] = sql.Identifier(name).as_string(None)
+        values[f"{key}_name"] = sql.Literal(name).as_string(None)
+    return values
+
+
+def render(template: str, roles: ManagementRoles) -> str:
+    """Fill ``{{…}}`` placeholders of ``template``; an unknown placeholder is an error."""
+    values = placeholders(roles)
+
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(f"unknown placeholder {{{{{key}}}}} in agency-rls SQL")
+        return values[key]
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def read_template(name: str) -> str:
+    """The current text of one SQL file of the definition."""
+    return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+def security_template() -> str:
+    """All security SQL files, concatenated in application order, unrendered."""
+    return "\n".join(f"-- ==== {name} ====\n{read_template(name)}" for name in SECURITY_FILES)

@@ -1,0 +1,104 @@
+"""Role names: the spec's defaults behind a configurable prefix.
+
+Why a prefix: roles are cluster-wide, databases are not. Several databases (and every test
+database) can share one cluster when each uses its own prefix. The prefix is stored in the
+database (``agency_rls.role_prefix()``) by the first migration so every command agrees.
+
+Why refuse rather than fix names: PostgreSQL truncates identifiers over 63 bytes with only a
+NOTICE, and two long names could collapse into one role. Quotes, whitespace and control
+characters are legal when quoted but make every later script, log line and review
+error-prone; the spec asks for a clear error instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_IDENTIFIER_BYTES = 63
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+#: Characters never accepted in a role name (even though PostgreSQL would quote them).
+_FORBIDDEN = re.compile(r"[\"'\\\s\x00-\x1f\x7f]")
+
+PRINCIPAL_MARKER = "agency-rls:principal"
+MANAGEMENT_MARKER = "agency-rls:management"
+
+
+class RoleNameError(ValueError):
+    """A role name or prefix that the project refuses to create or adopt."""
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is empty or a short lower-case identifier, else raise."""
+    if prefix and not PREFIX_PATTERN.match(prefix):
+        raise RoleNameError(
+            f"role prefix {prefix!r} is not allowed: use up to 20 lower-case letters, digits or _, "
+            "starting with a letter (e.g. 'crm_')"
+        )
+    return prefix
+
+
+def check_role_name(name: str) -> str:
+    """Return ``name`` if the project may create a role of that name, else raise."""
+    if not name:
+        raise RoleNameError("role name is empty")
+    if _FORBIDDEN.search(name):
+        raise RoleNameError(f"role name {name!r} contains quotes, backslashes, whitespace or control characters")
+    size = len(name.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        raise RoleNameError(
+            f"role name {name!r} is {size} bytes; PostgreSQL would truncate it to {MAX_IDENTIFIER_BYTES}"
+        )
+    if name.startswith("pg_"):
+        raise RoleNameError(f"role name {name!r} is reserved for predefined roles (pg_*)")
+    return name
+
+
+def default_principal_role(prefix: str, kind: str, code: str) -> str:
+    """``<prefix>agency_<code>`` or ``<prefix>insurer_<code>``, code lower-cased, checked."""
+    if kind not in ("agency", "insurer"):
+        raise ValueError(f"unknown principal kind {kind!r}")
+    return check_role_name(f"{check_prefix(prefix)}{kind}_{code.lower()}")
+
+
+@dataclass(frozen=True)
+class ManagementRoles:
+    """The project's own roles for one prefix."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+
+    @property
+    def owner(self) -> str:
+        """NOLOGIN owner of the tables."""
+        return f"{self.prefix}rls_owner"
+
+    @property
+    def helper(self) -> str:
+        """NOLOGIN BYPASSRLS owner of the scope functions; nobody is its member."""
+        return f"{self.prefix}rls_helper"
+
+    @property
+    def backend(self) -> str:
+        """LOGIN NOINHERIT role of application backends: member of every principal."""
+        return f"{self.prefix}rls_backend"
+
+    @property
+    def agency_group(self) -> str:
+        """Group of every agency principal."""
+        return f"{self.prefix}rls_agency"
+
+    @property
+    def insurer_group(self) -> str:
+        """Group of every insurer principal."""
+        return f"{self.prefix}rls_insurer"
+
+    def all(self) -> tuple[str, ...]:
+        """Every management role, in creation order."""
+        return (self.owner, self.helper, self.backend, self.agency_group, self.insurer_group)
+
+    def group_for(self, kind: str) -> str:
+        """The group role a principal of ``kind`` joins."""
+        return {"agency": self.agency_group, "insurer": self.insurer_group}[kind]

@@ -1,0 +1,69 @@
+-- agency-rls: ownership and privileges.
+--
+-- Principals get their privileges only through {{agency_group}} / {{insurer_group}}.
+-- Reading is SELECT on every table (the policies decide which rows); the only writes are
+-- the spec's: a prospect customer and contact columns for agencies, and notice receipts.
+-- Column lists leave out id (principals never choose one) and registered_by_agency_id on
+-- UPDATE. No DELETE, TRUNCATE, REFERENCES or TRIGGER for anyone, no CREATE on any schema.
+
+ALTER TABLE public.insurer          OWNER TO {{owner}};
+ALTER TABLE public.agency           OWNER TO {{owner}};
+ALTER TABLE public.supervision      OWNER TO {{owner}};
+ALTER TABLE public.entrustment      OWNER TO {{owner}};
+ALTER TABLE public.customer         OWNER TO {{owner}};
+ALTER TABLE public.contract         OWNER TO {{owner}};
+ALTER TABLE public.contract_handler OWNER TO {{owner}};
+ALTER TABLE public.notice           OWNER TO {{owner}};
+ALTER TABLE public.notice_receipt   OWNER TO {{owner}};
+ALTER TABLE public.principal        OWNER TO {{owner}};
+
+-- The scope functions belong to the BYPASSRLS helper owner; nobody else may run them but
+-- the principals whose policies call them.
+ALTER FUNCTION agency_rls.acting_role()               OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.acting_principal()          OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.insurer_id()                OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.unrestricted_agency_id()    OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.restricted_agency_id()      OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.scope_insurer_ids()         OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.supervised_agency_ids()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.supervisor_agency_ids()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.visible_contract_ids()      OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_customer_ids()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.updatable_customer_ids()    OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.visible_notice_ids()        OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
+GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{insurer_group}};
+GRANT EXECUTE ON FUNCTION
+    agency_rls.insurer_id(),
+    agency_rls.unrestricted_agency_id(),
+    agency_rls.restricted_agency_id(),
+    agency_rls.scope_insurer_ids(),
+    agency_rls.visible_contract_ids(),
+    agency_rls.contract_customer_ids(),
+    agency_rls.updatable_customer_ids(),
+    agency_rls.visible_notice_ids(),
+    agency_rls.visible_agency_ids(),
+    agency_rls.visible_supervision_ids(),
+    agency_rls.visible_entrustment_ids()
+    TO {{agency_group}}, {{insurer_group}};
+
+-- Tables.
+REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
+              public.customer, public.contract, public.contract_handler, public.notice,
+              public.notice_receipt, public.principal
+    FROM PUBLIC;
+GRANT SELECT ON public.insurer TO PUBLIC;
+GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
+                public.contract, public.contract_handler, public.notice, public.notice_receipt,
+                public.principal
+    TO {{agency_group}}, {{insurer_group}};
+GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
+              registered_by_agency_id)
+    ON public.customer TO {{agency_group}};
+GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_group}};
+GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_group}};

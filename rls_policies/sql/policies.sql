@@ -1,0 +1,110 @@
+-- agency-rls: row level security policies, one block per table.
+--
+-- Every protected table has row level security ENABLED and FORCED (the owner is bound too).
+-- With no policy for a role, a table shows it nothing: default deny. Policies name the group
+-- roles they apply to, never PUBLIC. Each scope function is wrapped in (SELECT …) so that it
+-- runs once per statement, and the table is filtered by an indexed column.
+--
+-- Where a row belongs to an insurer (contract, notice), the entrustment guard is RESTRICTIVE:
+-- a permissive policy added later can never widen it.
+
+-- insurer: no personal data, readable by every role; no row level security.
+
+-- agency ----------------------------------------------------------------------------------
+ALTER TABLE public.agency ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.agency FORCE ROW LEVEL SECURITY;
+CREATE POLICY agency_read ON public.agency
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+    USING (id = ANY ((SELECT agency_rls.visible_agency_ids())::bigint[]));
+
+-- supervision -----------------------------------------------------------------------------
+ALTER TABLE public.supervision ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.supervision FORCE ROW LEVEL SECURITY;
+CREATE POLICY supervision_read ON public.supervision
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (id = ANY ((SELECT agency_rls.visible_supervision_ids())::bigint[]));
+
+-- entrustment -----------------------------------------------------------------------------
+ALTER TABLE public.entrustment ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.entrustment FORCE ROW LEVEL SECURITY;
+CREATE POLICY entrustment_read ON public.entrustment
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+    USING (id = ANY ((SELECT agency_rls.visible_entrustment_ids())::bigint[]));
+
+-- contract --------------------------------------------------------------------------------
+ALTER TABLE public.contract ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.contract FORCE ROW LEVEL SECURITY;
+CREATE POLICY contract_read_handled ON public.contract
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
+CREATE POLICY contract_read_insurer ON public.contract
+    AS PERMISSIVE FOR SELECT TO {{insurer_group}}
+    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+CREATE POLICY contract_entrustment_guard ON public.contract
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
+
+-- contract_handler: the handler rows of the contracts the caller sees. The subquery reads
+-- contract under the caller's own policies (contract's policies never read contract_handler
+-- as the caller, so there is no recursion).
+ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
+CREATE POLICY contract_handler_read ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+    USING (EXISTS (SELECT FROM public.contract AS c WHERE c.id = contract_handler.contract_id));
+
+-- customer --------------------------------------------------------------------------------
+ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.customer FORCE ROW LEVEL SECURITY;
+CREATE POLICY customer_read_through_contract ON public.customer
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+    USING (id = ANY ((SELECT agency_rls.contract_customer_ids())::bigint[]));
+CREATE POLICY customer_read_prospect ON public.customer
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
+CREATE POLICY customer_insert_prospect ON public.customer
+    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    WITH CHECK (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
+CREATE POLICY customer_update_contact ON public.customer
+    AS PERMISSIVE FOR UPDATE TO {{agency_group}}
+    USING (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]))
+    WITH CHECK (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]));
+
+-- notice ----------------------------------------------------------------------------------
+ALTER TABLE public.notice ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.notice FORCE ROW LEVEL SECURITY;
+CREATE POLICY notice_read_addressed ON public.notice
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+CREATE POLICY notice_read_insurer ON public.notice
+    AS PERMISSIVE FOR SELECT TO {{insurer_group}}
+    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+CREATE POLICY notice_entrustment_guard ON public.notice
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
+
+-- notice_receipt --------------------------------------------------------------------------
+ALTER TABLE public.notice_receipt ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.notice_receipt FORCE ROW LEVEL SECURITY;
+CREATE POLICY notice_receipt_read_own ON public.notice_receipt
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (agency_id = (SELECT agency_rls.unrestricted_agency_id()));
+CREATE POLICY notice_receipt_read_restricted ON public.notice_receipt
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (agency_id = (SELECT agency_rls.restricted_agency_id())
+           AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
+    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    WITH CHECK (agency_id = (SELECT agency_rls.unrestricted_agency_id())
+                AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+
+-- principal: a principal sees the row naming its own role. current_user is the role in
+-- force (policies run as the caller); a role that merely inherits a principal's privileges
+-- has another name and sees nothing.
+ALTER TABLE public.principal ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.principal FORCE ROW LEVEL SECURITY;
+CREATE POLICY principal_read_own ON public.principal
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+    USING (role_name = current_user);

@@ -1,0 +1,53 @@
+-- agency-rls: management roles and the helper schema.
+--
+-- Roles are cluster-wide, so each one carries the marker comment 'agency-rls:management';
+-- a role of the same name that lacks the marker, or that is a superuser, BYPASSRLS (other
+-- than the helper owner), CREATEROLE or predefined role, is never adopted.
+--
+--   {{owner}}          NOLOGIN, owns the tables; FORCE row level security applies to it too.
+--   {{helper}}         NOLOGIN BYPASSRLS, owns only the SECURITY DEFINER scope functions;
+--                      nobody is granted membership in it.
+--   {{backend}}        LOGIN NOINHERIT: member of every principal role, sees nothing itself;
+--                      acts for a principal with SET LOCAL ROLE.
+--   {{agency_group}}   NOLOGIN group of every agency principal; policies name it.
+--   {{insurer_group}}  NOLOGIN group of every insurer principal; policies name it.
+
+DO $roles$
+DECLARE
+    wanted CONSTANT text[][] := ARRAY[
+        [{{owner_name}},         'NOLOGIN NOINHERIT'],
+        [{{helper_name}},        'NOLOGIN NOINHERIT BYPASSRLS'],
+        [{{backend_name}},       'LOGIN NOINHERIT'],
+        [{{agency_group_name}},  'NOLOGIN NOINHERIT'],
+        [{{insurer_group_name}}, 'NOLOGIN NOINHERIT']
+    ];
+    i int;
+    existing pg_catalog.pg_roles%ROWTYPE;
+BEGIN
+    FOR i IN 1 .. pg_catalog.array_length(wanted, 1) LOOP
+        SELECT * INTO existing FROM pg_catalog.pg_roles WHERE rolname = wanted[i][1];
+        IF NOT FOUND THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I %s', wanted[i][1], wanted[i][2]);
+            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', wanted[i][1], 'agency-rls:management');
+        ELSIF pg_catalog.shobj_description(existing.oid, 'pg_authid')
+                  IS DISTINCT FROM 'agency-rls:management'
+              OR existing.rolsuper OR existing.rolcreaterole OR existing.rolcreatedb
+              OR existing.rolreplication
+              OR (existing.rolbypassrls AND wanted[i][1] <> {{helper_name}})
+              OR existing.rolname LIKE 'pg\_%' THEN
+            RAISE EXCEPTION 'agency-rls: role % exists and is not an agency-rls management role',
+                pg_catalog.quote_ident(wanted[i][1])
+                USING HINT = 'choose another role prefix, or drop that role';
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+CREATE SCHEMA agency_rls AUTHORIZATION {{owner}};
+COMMENT ON SCHEMA agency_rls IS 'agency-rls: scope functions used by row level security policies';
+
+-- The role prefix, stored so that every command (provision, demo, tests) agrees on names.
+CREATE FUNCTION agency_rls.role_prefix() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN {{prefix_literal}};
+ALTER FUNCTION agency_rls.role_prefix() OWNER TO {{owner}};
