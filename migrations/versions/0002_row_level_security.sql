@@ -539,6 +539,10 @@ REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustm
               public.notice_receipt, public.principal
     FROM PUBLIC;
 GRANT SELECT ON public.insurer TO PUBLIC;
+-- The scope functions read across scope (their owner bypasses row level security).
+GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
+                public.contract, public.contract_handler, public.notice, public.principal
+    TO {{helper}};
 GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
                 public.contract, public.contract_handler, public.notice, public.notice_receipt,
                 public.principal

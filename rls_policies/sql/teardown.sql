@@ -32,7 +32,7 @@ ALTER TABLE public.principal        NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEV
 REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
               public.customer, public.contract, public.contract_handler, public.notice,
               public.notice_receipt, public.principal
-    FROM PUBLIC, {{agency_group}}, {{insurer_group}};
+    FROM PUBLIC, {{helper}}, {{agency_group}}, {{insurer_group}};
 
 ALTER TABLE public.insurer          OWNER TO CURRENT_USER;
 ALTER TABLE public.agency           OWNER TO CURRENT_USER;

@@ -1,0 +1,205 @@
+"""The ``agency-rls`` command: migrate, provision and demonstrate the agency scope.
+
+Every command takes ``--database-url`` (or ``DATABASE_URL``, or the libpq environment) and
+exits non-zero with a one-line reason on failure. ``demo`` is the exception on purpose: it
+only ever writes its sample world into a database named explicitly (``--database-url`` or
+``DATABASE_URL``); otherwise it starts a throwaway local cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from functools import wraps
+from typing import Annotated, ParamSpec, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+
+from rls_policies.provision import provision as run_provision
+from scripts import migrations_runner
+from scripts.database import explicit_url, libpq_conninfo
+
+app = typer.Typer(
+    help="PostgreSQL row level security that keeps insurance agencies inside their scope.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OutputFormat(str, Enum):
+    """Human (rich) or machine (JSON) output."""
+
+    text = "text"
+    json = "json"
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DATABASE_URL",
+        help="PostgreSQL URL (default: DATABASE_URL, then the libpq environment PGHOST, PGUSER, ...).",
+        show_envvar=True,
+    ),
+]
+
+
+def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn any failure into 'agency-rls: <reason>' on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except SystemExit as error:
+            if isinstance(error.code, str):
+                err.print(error.code if error.code.startswith("agency-rls") else f"agency-rls: {error.code}",
+                          markup=False, highlight=False)
+                raise typer.Exit(1) from None
+            raise
+        except Exception as error:  # noqa: BLE001 - the CLI's contract is one line, not a traceback
+            reason = " ".join(str(error).split()) or type(error).__name__
+            if hasattr(error, "orig") and error.orig is not None:  # SQLAlchemy wraps driver errors
+                reason = " ".join(str(error.orig).split())
+            err.print(f"agency-rls: {reason}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@one_line_errors
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    database_url: DatabaseUrl = None,
+    role_prefix: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AGENCY_RLS_ROLE_PREFIX",
+            help="Role name prefix for a new database (stored in it; later runs reuse the stored one).",
+        ),
+    ] = None,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")] = False,
+) -> None:
+    """Upgrade the database to REVISION (default: head).
+
+    Example: agency-rls migrate --database-url postgresql://dba@db/crm --role-prefix crm_
+    """
+    migrations_runner.upgrade(database_url, revision, role_prefix=role_prefix, sql=sql)
+
+
+@app.command()
+@one_line_errors
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. 'base' to remove everything.")],
+    database_url: DatabaseUrl = None,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")] = False,
+) -> None:
+    """Downgrade the database to REVISION; 'base' removes every object and role the project made.
+
+    Example: agency-rls downgrade base
+    """
+    migrations_runner.downgrade(database_url, revision, sql=sql)
+
+
+@app.command()
+@one_line_errors
+def current(database_url: DatabaseUrl = None) -> None:
+    """Show the revision the database is at.
+
+    Example: agency-rls current
+    """
+    migrations_runner.current(database_url)
+
+
+@app.command()
+@one_line_errors
+def history() -> None:
+    """List the migrations, newest first.
+
+    Example: agency-rls history
+    """
+    migrations_runner.history(None)
+
+
+@app.command()
+@one_line_errors
+def provision(
+    database_url: DatabaseUrl = None,
+    login: Annotated[
+        bool, typer.Option("--login", help="Create principal roles with LOGIN (for direct-login tests).")
+    ] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Drop principal roles whose principal row is gone.")] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Create principal rows and roles for every agency, insurer and principal row, in one transaction.
+
+    Example: agency-rls provision --prune --format json
+    """
+    with psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn:
+        report = run_provision(conn, login=login, prune=prune)
+    if output is OutputFormat.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    console = Console()
+    console.print(
+        f"{report.principals} principals; "
+        f"{len(report.principal_rows_added)} principal rows added, {len(report.roles_created)} roles created, "
+        f"{len(report.roles_updated)} updated, {len(report.roles_dropped)} dropped."
+    )
+    for label, names in (
+        ("added rows", report.principal_rows_added),
+        ("created", report.roles_created),
+        ("updated", report.roles_updated),
+        ("dropped", report.roles_dropped),
+    ):
+        if names:
+            console.print(f"  {label}: " + ", ".join(names), markup=False, highlight=False)
+
+
+@app.command()
+@one_line_errors
+def demo(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="DATABASE_URL",
+            help="Use this (empty) database instead of a throwaway cluster. PG* variables are ignored here.",
+            show_envvar=True,
+        ),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the throwaway cluster running and print a psql command.")
+    ] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Replay the incident: migrate, load a sample world, provision, and show what each principal reads.
+
+    Example: agency-rls demo --keep
+    """
+    from scripts.demo import run_demo  # imported late: keeps --help fast
+
+    ok = run_demo(explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="agency-rls")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Alembic, driven from Python with the project's migrations wherever the package is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+
+import migrations
+from scripts.database import sqlalchemy_url
+
+MIGRATIONS_DIR = Path(migrations.__file__).parent
+
+
+def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config:
+    """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    # '%' is ConfigParser's interpolation character; URLs may carry %2F.
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    if role_prefix is not None:
+        config.attributes["requested_role_prefix"] = role_prefix
+    return config
+
+
+def upgrade(url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False) -> None:
+    """``alembic upgrade``; ``sql`` prints the SQL instead of running it."""
+    command.upgrade(alembic_config(url, role_prefix=role_prefix), revision, sql=sql)
+
+
+def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
+    """``alembic downgrade``; at base the version table is dropped too (see env.py)."""
+    command.downgrade(alembic_config(url), revision, sql=sql)
+
+
+def current(url: str | None) -> None:
+    """``alembic current``."""
+    command.current(alembic_config(url), verbose=False)
+
+
+def history(url: str | None) -> None:
+    """``alembic history`` (needs no database)."""
+    command.history(alembic_config(url), verbose=False)
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    """The revision a database is at, or None (not migrated)."""
+    if conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,):
+        return None
+    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    return None if row is None else str(row[0])
