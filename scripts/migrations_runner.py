@@ -17,6 +17,7 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config:
     """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix."""
     config = Config()
+    config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
     # '%' is ConfigParser's interpolation character; URLs may carry %2F.
