@@ -43,7 +43,9 @@ def check_role_name(name: str) -> str:
     if not name:
         raise RoleNameError("role name is empty")
     if _FORBIDDEN.search(name):
-        raise RoleNameError(f"role name {name!r} contains quotes, backslashes, whitespace or control characters")
+        raise RoleNameError(
+            f"role name {name!r} contains quotes, backslashes, whitespace or control characters"
+        )
     size = len(name.encode("utf-8"))
     if size > MAX_IDENTIFIER_BYTES:
         raise RoleNameError(
@@ -91,14 +93,32 @@ class ManagementRoles:
         return f"{self.prefix}rls_agency"
 
     @property
+    def agency_writer_group(self) -> str:
+        """Group of the unrestricted agency principals: the only ones with write privileges."""
+        return f"{self.prefix}rls_agency_writer"
+
+    @property
     def insurer_group(self) -> str:
         """Group of every insurer principal."""
         return f"{self.prefix}rls_insurer"
 
     def all(self) -> tuple[str, ...]:
         """Every management role, in creation order."""
-        return (self.owner, self.helper, self.backend, self.agency_group, self.insurer_group)
+        return (
+            self.owner,
+            self.helper,
+            self.backend,
+            self.agency_group,
+            self.agency_writer_group,
+            self.insurer_group,
+        )
 
-    def group_for(self, kind: str) -> str:
-        """The group role a principal of ``kind`` joins."""
-        return {"agency": self.agency_group, "insurer": self.insurer_group}[kind]
+    def groups(self) -> tuple[str, ...]:
+        """The group roles principals join."""
+        return (self.agency_group, self.agency_writer_group, self.insurer_group)
+
+    def groups_for(self, kind: str, *, restricted: bool) -> tuple[str, ...]:
+        """The group roles a principal joins: its kind's, and the writers' for unrestricted agencies."""
+        if kind == "insurer":
+            return (self.insurer_group,)
+        return (self.agency_group,) if restricted else (self.agency_group, self.agency_writer_group)

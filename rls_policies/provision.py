@@ -80,20 +80,24 @@ def provision(conn: psycopg.Connection, *, login: bool = False, prune: bool = Fa
         report = ProvisionReport(prefix=prefix)
         _add_default_principal_rows(conn, prefix, report)
         principals = conn.execute(
-            "SELECT role_name, kind FROM public.principal ORDER BY role_name"
+            "SELECT role_name, kind, (kind = 'agency' AND insurer_id IS NOT NULL) AS restricted"
+            "  FROM public.principal ORDER BY role_name"
         ).fetchall()
         report.principals = len(principals)
-        for role_name, kind in principals:
-            _ensure_principal_role(conn, roles, role_name, kind, login=login, report=report)
+        for role_name, kind, restricted in principals:
+            wanted_groups = roles.groups_for(kind, restricted=restricted)
+            _ensure_principal_role(conn, roles, role_name, wanted_groups, login=login, report=report)
         if prune:
-            _prune(conn, roles, {name for name, _ in principals}, report)
+            _prune(conn, roles, {row[0] for row in principals}, report)
     return report
 
 
 def _add_default_principal_rows(conn: psycopg.Connection, prefix: str, report: ProvisionReport) -> None:
     """Insert the default principal row of every agency and insurer that lacks one."""
     for kind, table in (("agency", "agency"), ("insurer", "insurer")):
-        rows = conn.execute(sql.SQL("SELECT id, code FROM public.{} ORDER BY id").format(sql.Identifier(table)))
+        rows = conn.execute(
+            sql.SQL("SELECT id, code FROM public.{} ORDER BY id").format(sql.Identifier(table))
+        )
         for entity_id, code in rows.fetchall():
             try:
                 name = default_principal_role(prefix, kind, code)
@@ -121,7 +125,7 @@ def _ensure_principal_role(
     conn: psycopg.Connection,
     roles: ManagementRoles,
     name: str,
-    kind: str,
+    wanted_groups: tuple[str, ...],
     *,
     login: bool,
     report: ProvisionReport,
@@ -164,15 +168,15 @@ def _ensure_principal_role(
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
             report.roles_updated.append(name)
     _check_memberships(conn, roles, name)
-    group = roles.group_for(kind)
-    other = roles.insurer_group if kind == "agency" else roles.agency_group
     changed = False
-    if not _is_member(conn, name, group):
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident))
-        changed = True
-    if _is_member(conn, name, other):
-        conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(other), ident))
-        changed = True
+    for group in roles.groups():
+        member = _is_member(conn, name, group)
+        if group in wanted_groups and not member:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident))
+            changed = True
+        elif group not in wanted_groups and member:
+            conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
+            changed = True
     if not _is_member(conn, roles.backend, name):
         conn.execute(sql.SQL("GRANT {} TO {}").format(ident, sql.Identifier(roles.backend)))
         changed = True
@@ -194,7 +198,7 @@ def _is_member(conn: psycopg.Connection, member: str, group: str) -> bool:
 
 
 def _check_memberships(conn: psycopg.Connection, roles: ManagementRoles, name: str) -> None:
-    """A principal may be a member of its group roles only: nothing else is reachable."""
+    """A principal may be a member of the group roles only: nothing else is reachable."""
     foreign = conn.execute(
         """
         SELECT g.rolname
@@ -203,7 +207,7 @@ def _check_memberships(conn: psycopg.Connection, roles: ManagementRoles, name: s
          WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s)
            AND g.rolname <> ALL (%s)
         """,
-        (name, [roles.agency_group, roles.insurer_group]),
+        (name, list(roles.groups())),
     ).fetchall()
     if foreign:
         granted = ", ".join(sorted(row[0] for row in foreign))
@@ -225,7 +229,7 @@ def _prune(conn: psycopg.Connection, roles: ManagementRoles, keep: set[str], rep
            AND shobj_description(r.oid, 'pg_authid') = %s
          ORDER BY r.rolname
         """,
-        ([roles.agency_group, roles.insurer_group], PRINCIPAL_MARKER),
+        (list(roles.groups()), PRINCIPAL_MARKER),
     ).fetchall()
     for (name,) in stale:
         if name not in keep:

@@ -64,11 +64,14 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise
         except SystemExit as error:
             if isinstance(error.code, str):
-                err.print(error.code if error.code.startswith("agency-rls") else f"agency-rls: {error.code}",
-                          markup=False, highlight=False)
+                err.print(
+                    error.code if error.code.startswith("agency-rls") else f"agency-rls: {error.code}",
+                    markup=False,
+                    highlight=False,
+                )
                 raise typer.Exit(1) from None
             raise
-        except Exception as error:  # noqa: BLE001 - the CLI's contract is one line, not a traceback
+        except Exception as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             if hasattr(error, "orig") and error.orig is not None:  # SQLAlchemy wraps driver errors
                 reason = " ".join(str(error.orig).split())
@@ -90,7 +93,9 @@ def migrate(
             help="Role name prefix for a new database (stored in it; later runs reuse the stored one).",
         ),
     ] = None,
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")
+    ] = False,
 ) -> None:
     """Upgrade the database to REVISION (default: head).
 
@@ -104,7 +109,9 @@ def migrate(
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. 'base' to remove everything.")],
     database_url: DatabaseUrl = None,
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")
+    ] = False,
 ) -> None:
     """Downgrade the database to REVISION; 'base' removes every object and role the project made.
 
@@ -140,7 +147,9 @@ def provision(
     login: Annotated[
         bool, typer.Option("--login", help="Create principal roles with LOGIN (for direct-login tests).")
     ] = False,
-    prune: Annotated[bool, typer.Option("--prune", help="Drop principal roles whose principal row is gone.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Drop principal roles whose principal row is gone.")
+    ] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
 ) -> None:
     """Create principal rows and roles for every agency, insurer and principal row, in one transaction.

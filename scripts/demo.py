@@ -70,15 +70,25 @@ def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> b
             checks = _incident_checks(conn, prefix)
         ok = all(check.ok for check in checks)
         if as_json:
-            print(json.dumps({"ok": ok, "visible_rows": counts, "incident_checks": [c.__dict__ for c in checks]},
-                             indent=2))
+            print(
+                json.dumps(
+                    {"ok": ok, "visible_rows": counts, "incident_checks": [c.__dict__ for c in checks]},
+                    indent=2,
+                )
+            )
         else:
             _print_report(console, counts, checks, ok)
             if cluster is not None and keep:
-                console.print(f"\nThe cluster keeps running. Explore it with:\n  {cluster.psql_command(DEMO_DATABASE)}",
-                              markup=False, highlight=False)
-                console.print(f"Stop it with:\n  pg_ctl -D {cluster.datadir} stop  (as the postgres user when root)",
-                              markup=False, highlight=False)
+                console.print(
+                    f"\nThe cluster keeps running. Explore it with:\n  {cluster.psql_command(DEMO_DATABASE)}",
+                    markup=False,
+                    highlight=False,
+                )
+                console.print(
+                    f"Stop it with:\n  pg_ctl -D {cluster.datadir} stop  (as the postgres user when root)",
+                    markup=False,
+                    highlight=False,
+                )
     return ok
 
 
@@ -111,7 +121,7 @@ def _visible_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     roles = [r[0] for r in conn.execute("SELECT role_name FROM public.principal ORDER BY kind, role_name")]
     return {
         role: {
-            table: _acting_as(conn, role, f"SELECT count(*) FROM public.{table}")  # noqa: S608 - fixed names
+            table: _acting_as(conn, role, f"SELECT count(*) FROM public.{table}")
             for table in ALL_TABLES
         }
         for role in roles
@@ -120,12 +130,16 @@ def _visible_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
 
 def _incident_checks(conn: psycopg.Connection, prefix: str) -> list[CheckResult]:
     return [
-        CheckResult(label=label, role=prefix + role, expected=expected, actual=_acting_as(conn, prefix + role, query))
+        CheckResult(
+            label=label, role=prefix + role, expected=expected, actual=_acting_as(conn, prefix + role, query)
+        )
         for label, role, query, expected in sample_world.INCIDENT_CHECKS
     ]
 
 
-def _print_report(console: Console, counts: dict[str, dict[str, int]], checks: list[CheckResult], ok: bool) -> None:
+def _print_report(
+    console: Console, counts: dict[str, dict[str, int]], checks: list[CheckResult], ok: bool
+) -> None:
     table = Table(title="Rows each principal can read (counted as that principal)")
     table.add_column("principal")
     for name in ALL_TABLES:
@@ -138,8 +152,13 @@ def _print_report(console: Console, counts: dict[str, dict[str, int]], checks: l
         checks_table.add_column(column)
     for check in checks:
         checks_table.add_row(
-            check.label, check.role, str(check.expected), str(check.actual),
+            check.label,
+            check.role,
+            str(check.expected),
+            str(check.actual),
             "[green]ok[/green]" if check.ok else "[red]LEAK[/red]",
         )
     console.print(checks_table)
-    console.print("[green]Every incident check holds.[/green]" if ok else "[red]Some incident checks fail.[/red]")
+    console.print(
+        "[green]Every incident check holds.[/green]" if ok else "[red]Some incident checks fail.[/red]"
+    )

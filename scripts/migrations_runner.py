@@ -27,7 +27,9 @@ def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config
     return config
 
 
-def upgrade(url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False) -> None:
+def upgrade(
+    url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
+) -> None:
     """``alembic upgrade``; ``sql`` prints the SQL instead of running it."""
     command.upgrade(alembic_config(url, role_prefix=role_prefix), revision, sql=sql)
 

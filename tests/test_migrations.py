@@ -21,7 +21,7 @@ def test_upgrade_downgrade_upgrade_without_data_restores_the_catalog(fresh_db: S
     with fresh_db.connect() as conn:
         migrated = snapshot(conn, fresh_db.prefix)
     assert migrated != before
-    assert len(migrated["roles"]) == 5  # the management roles of this prefix
+    assert len(migrated["roles"]) == 6  # the management roles of this prefix
     fresh_db.downgrade_base()
     with fresh_db.connect() as conn:
         assert snapshot(conn, fresh_db.prefix) == before

@@ -46,8 +46,15 @@ def test_creates_default_principals_and_is_idempotent(small_db: ScratchDatabase)
     p = small_db.prefix
     with small_db.connect() as conn:
         first = provision(conn)
-        assert sorted(first.roles_created) == [p + "agency_s1", p + "agency_w11", p + "insurer_gw1", p + "insurer_nl"]
-        rows = conn.execute("SELECT role_name, kind, agency_id, insurer_id FROM public.principal ORDER BY 1").fetchall()
+        assert sorted(first.roles_created) == [
+            p + "agency_s1",
+            p + "agency_w11",
+            p + "insurer_gw1",
+            p + "insurer_nl",
+        ]
+        rows = conn.execute(
+            "SELECT role_name, kind, agency_id, insurer_id FROM public.principal ORDER BY 1"
+        ).fetchall()
         assert rows == [
             (p + "agency_s1", "agency", 1, None),
             (p + "agency_w11", "agency", 2, None),
@@ -68,6 +75,8 @@ def test_creates_default_principals_and_is_idempotent(small_db: ScratchDatabase)
     assert set(memberships) == {
         (p + "rls_agency", p + "agency_s1"),
         (p + "rls_agency", p + "agency_w11"),
+        (p + "rls_agency_writer", p + "agency_s1"),
+        (p + "rls_agency_writer", p + "agency_w11"),
         (p + "rls_insurer", p + "insurer_gw1"),
         (p + "rls_insurer", p + "insurer_nl"),
         (p + "agency_s1", p + "rls_backend"),
@@ -105,7 +114,7 @@ def test_picks_up_rows_inserted_by_plain_sql_and_prunes(small_db: ScratchDatabas
         ("{prefix}rls_backend", "management role"),
         ("{prefix}foreign", "did not create"),
         ("{prefix}bypass", "privileged or predefined"),
-        ("{prefix}quo\"te", "quotes"),
+        ('{prefix}quo"te', "quotes"),
         ("{prefix}o'brien", "quotes"),
         ("{prefix}two words", "whitespace"),
     ],
@@ -120,7 +129,9 @@ def test_refuses_a_principal_row_naming_a_role_it_must_not_adopt(
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(p + "foreign")))
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN BYPASSRLS").format(sql.Identifier(p + "bypass")))
         conn.execute(
-            sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(p + "bypass"), sql.Literal(PRINCIPAL_MARKER))
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                sql.Identifier(p + "bypass"), sql.Literal(PRINCIPAL_MARKER)
+            )
         )
         conn.execute(
             "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)", (name,)
@@ -138,7 +149,8 @@ def test_refuses_names_over_63_bytes(small_db: ScratchDatabase) -> None:
     with small_db.connect() as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(
-                "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)", ("é" * 32,)
+                "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)",
+                ("é" * 32,),
             )
         conn.execute("INSERT INTO public.agency (id, code, name) VALUES (9, %s, 'Long')", (long_code,))
         before = snapshot(conn, small_db.prefix)
@@ -153,7 +165,8 @@ def test_a_principal_mapping_never_changes_in_place(small_db: ScratchDatabase) -
         provision(conn)
         with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="cannot be remapped"):
             conn.execute(
-                "UPDATE public.principal SET agency_id = 1 WHERE role_name = %s", (small_db.role("agency_w11"),)
+                "UPDATE public.principal SET agency_id = 1 WHERE role_name = %s",
+                (small_db.role("agency_w11"),),
             )
 
 
@@ -169,4 +182,6 @@ def test_command_line_json_output(small_db: ScratchDatabase) -> None:
 def test_command_line_error_is_one_line_and_non_zero(fresh_db: ScratchDatabase) -> None:
     result = CliRunner().invoke(app, ["provision", "--database-url", fresh_db.url])
     assert result.exit_code == 1
-    assert result.stderr.strip() == "agency-rls: this database is not migrated: run 'agency-rls migrate' first"
+    assert (
+        result.stderr.strip() == "agency-rls: this database is not migrated: run 'agency-rls migrate' first"
+    )

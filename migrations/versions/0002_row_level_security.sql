@@ -13,6 +13,8 @@
 --   {{backend}}        LOGIN NOINHERIT: member of every principal role, sees nothing itself;
 --                      acts for a principal with SET LOCAL ROLE.
 --   {{agency_group}}   NOLOGIN group of every agency principal; policies name it.
+--   {{agency_writer_group}}  NOLOGIN group of the unrestricted agency principals, the only
+--                      ones granted any write (restricted principals' writes fail with an error).
 --   {{insurer_group}}  NOLOGIN group of every insurer principal; policies name it.
 
 DO $roles$
@@ -22,6 +24,7 @@ DECLARE
         [{{helper_name}},        'NOLOGIN NOINHERIT BYPASSRLS'],
         [{{backend_name}},       'LOGIN NOINHERIT'],
         [{{agency_group_name}},  'NOLOGIN NOINHERIT'],
+        [{{agency_writer_group_name}}, 'NOLOGIN NOINHERIT'],
         [{{insurer_group_name}}, 'NOLOGIN NOINHERIT']
     ];
     i int;
@@ -433,10 +436,10 @@ CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 CREATE POLICY customer_insert_prospect ON public.customer
-    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 CREATE POLICY customer_update_contact ON public.customer
-    AS PERMISSIVE FOR UPDATE TO {{agency_group}}
+    AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
     USING (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]))
     WITH CHECK (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]));
 
@@ -465,7 +468,7 @@ CREATE POLICY notice_receipt_read_restricted ON public.notice_receipt
     USING (agency_id = (SELECT agency_rls.restricted_agency_id())
            AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
 CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
-    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (agency_id = (SELECT agency_rls.unrestricted_agency_id())
                 AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
 
@@ -518,7 +521,7 @@ ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
-GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{insurer_group}};
+GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 GRANT EXECUTE ON FUNCTION
     agency_rls.insurer_id(),
     agency_rls.unrestricted_agency_id(),
@@ -531,7 +534,7 @@ GRANT EXECUTE ON FUNCTION
     agency_rls.visible_agency_ids(),
     agency_rls.visible_supervision_ids(),
     agency_rls.visible_entrustment_ids()
-    TO {{agency_group}}, {{insurer_group}};
+    TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 
 -- Tables.
 REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
@@ -549,6 +552,6 @@ GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.cu
     TO {{agency_group}}, {{insurer_group}};
 GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
               registered_by_agency_id)
-    ON public.customer TO {{agency_group}};
-GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_group}};
-GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_group}};
+    ON public.customer TO {{agency_writer_group}};
+GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_writer_group}};
+GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_writer_group}};

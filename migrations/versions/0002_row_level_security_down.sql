@@ -34,7 +34,7 @@ ALTER TABLE public.principal        NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEV
 REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
               public.customer, public.contract, public.contract_handler, public.notice,
               public.notice_receipt, public.principal
-    FROM PUBLIC, {{helper}}, {{agency_group}}, {{insurer_group}};
+    FROM PUBLIC, {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 
 ALTER TABLE public.insurer          OWNER TO CURRENT_USER;
 ALTER TABLE public.agency           OWNER TO CURRENT_USER;
@@ -51,8 +51,9 @@ DROP SCHEMA agency_rls CASCADE;
 
 DO $roles$
 DECLARE
-    groups CONSTANT text[] := ARRAY[{{agency_group_name}}, {{insurer_group_name}}];
-    management CONSTANT text[] := ARRAY[{{backend_name}}, {{agency_group_name}}, {{insurer_group_name}},
+    groups CONSTANT text[] := ARRAY[{{agency_group_name}}, {{agency_writer_group_name}}, {{insurer_group_name}}];
+    management CONSTANT text[] := ARRAY[{{backend_name}}, {{agency_group_name}}, {{agency_writer_group_name}},
+                                        {{insurer_group_name}},
                                         {{helper_name}}, {{owner_name}}];
     victim record;
 BEGIN

@@ -37,7 +37,7 @@ ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
-GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{insurer_group}};
+GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 GRANT EXECUTE ON FUNCTION
     agency_rls.insurer_id(),
     agency_rls.unrestricted_agency_id(),
@@ -50,7 +50,7 @@ GRANT EXECUTE ON FUNCTION
     agency_rls.visible_agency_ids(),
     agency_rls.visible_supervision_ids(),
     agency_rls.visible_entrustment_ids()
-    TO {{agency_group}}, {{insurer_group}};
+    TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 
 -- Tables.
 REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
@@ -68,6 +68,6 @@ GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.cu
     TO {{agency_group}}, {{insurer_group}};
 GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
               registered_by_agency_id)
-    ON public.customer TO {{agency_group}};
-GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_group}};
-GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_group}};
+    ON public.customer TO {{agency_writer_group}};
+GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_writer_group}};
+GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_writer_group}};

@@ -64,10 +64,10 @@ CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 CREATE POLICY customer_insert_prospect ON public.customer
-    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 CREATE POLICY customer_update_contact ON public.customer
-    AS PERMISSIVE FOR UPDATE TO {{agency_group}}
+    AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
     USING (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]))
     WITH CHECK (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]));
 
@@ -96,7 +96,7 @@ CREATE POLICY notice_receipt_read_restricted ON public.notice_receipt
     USING (agency_id = (SELECT agency_rls.restricted_agency_id())
            AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
 CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
-    AS PERMISSIVE FOR INSERT TO {{agency_group}}
+    AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (agency_id = (SELECT agency_rls.unrestricted_agency_id())
                 AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
 

@@ -10,6 +10,8 @@
 --   {{backend}}        LOGIN NOINHERIT: member of every principal role, sees nothing itself;
 --                      acts for a principal with SET LOCAL ROLE.
 --   {{agency_group}}   NOLOGIN group of every agency principal; policies name it.
+--   {{agency_writer_group}}  NOLOGIN group of the unrestricted agency principals, the only
+--                      ones granted any write (restricted principals' writes fail with an error).
 --   {{insurer_group}}  NOLOGIN group of every insurer principal; policies name it.
 
 DO $roles$
@@ -19,6 +21,7 @@ DECLARE
         [{{helper_name}},        'NOLOGIN NOINHERIT BYPASSRLS'],
         [{{backend_name}},       'LOGIN NOINHERIT'],
         [{{agency_group_name}},  'NOLOGIN NOINHERIT'],
+        [{{agency_writer_group_name}}, 'NOLOGIN NOINHERIT'],
         [{{insurer_group_name}}, 'NOLOGIN NOINHERIT']
     ];
     i int;
