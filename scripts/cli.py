@@ -29,7 +29,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +52,11 @@ DatabaseUrl = Annotated[
 ]
 
 
+def fail(line: str) -> None:
+    """Write one unwrapped line to stderr (rich would wrap it at the terminal width)."""
+    sys.stderr.write(" ".join(line.split()) + "\n")
+
+
 def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn any failure into 'agency-rls: <reason>' on stderr and exit status 1."""
 
@@ -64,18 +68,14 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise
         except SystemExit as error:
             if isinstance(error.code, str):
-                err.print(
-                    error.code if error.code.startswith("agency-rls") else f"agency-rls: {error.code}",
-                    markup=False,
-                    highlight=False,
-                )
+                fail(error.code if error.code.startswith("agency-rls") else f"agency-rls: {error.code}")
                 raise typer.Exit(1) from None
             raise
         except Exception as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             if hasattr(error, "orig") and error.orig is not None:  # SQLAlchemy wraps driver errors
                 reason = " ".join(str(error.orig).split())
-            err.print(f"agency-rls: {reason}", markup=False, highlight=False)
+            fail(f"agency-rls: {reason}")
             raise typer.Exit(1) from None
 
     return wrapper

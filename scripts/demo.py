@@ -120,10 +120,7 @@ def _acting_as(conn: psycopg.Connection, role: str, query: str) -> int:
 def _visible_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     roles = [r[0] for r in conn.execute("SELECT role_name FROM public.principal ORDER BY kind, role_name")]
     return {
-        role: {
-            table: _acting_as(conn, role, f"SELECT count(*) FROM public.{table}")
-            for table in ALL_TABLES
-        }
+        role: {table: _acting_as(conn, role, f"SELECT count(*) FROM public.{table}") for table in ALL_TABLES}
         for role in roles
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import psycopg
@@ -16,7 +17,7 @@ MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config:
     """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix."""
-    config = Config()
+    config = Config(stdout=sys.stdout)  # the stream of now, not of import time (tests capture it)
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
