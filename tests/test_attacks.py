@@ -27,7 +27,7 @@ from scripts.sample_world import (
 )
 from tests.support import LOGIN_PASSWORD, World, build_world, create_database
 
-W, S, T, I = "agency_w11", "agency_s1", "staff_nl_at_m1", "insurer_nl"
+W, S, T, INSURER = "agency_w11", "agency_s1", "staff_nl_at_m1", "insurer_nl"
 PROTECTED = [t for t in TABLES if t != "insurer"]
 
 
@@ -344,7 +344,7 @@ FUNCTION_TABLES = {
 }
 
 
-@pytest.mark.parametrize("persona", [W, T, I])
+@pytest.mark.parametrize("persona", [W, T, INSURER])
 def test_19_every_function_a_principal_can_execute_reveals_only_its_own_scope(
     world: World, superuser: psycopg.Connection, persona: str
 ) -> None:

@@ -79,7 +79,7 @@ def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connectio
           FROM pg_policies WHERE schemaname = 'public'"""
     ).fetchall()
     assert rows
-    for table, policy, policy_roles, qual, check, _ in rows:
+    for _table, policy, policy_roles, qual, check, _ in rows:
         assert "public" not in policy_roles, policy
         assert set(policy_roles) <= set(roles.groups()), policy
         assert qual.strip("() ").lower() != "true" and check.strip("() ").lower() != "true", policy

@@ -179,9 +179,11 @@ AS $$
        AND s.valid_from <= now() AND (s.valid_to IS NULL OR now() < s.valid_to)
 $$;
 
--- Contracts (agency principals): A sees C iff entrusted(A, C.insurer) and C is handled, now,
--- by A or by an agency A currently supervises. Insurer principals see contracts by insurer_id
--- in the policy itself; for them this set is empty.
+-- Contracts: agency A sees C iff entrusted(A, C.insurer) and C is handled, now, by A or by an
+-- agency A currently supervises (only the viewer's own entrustment counts; supervision is not
+-- transitive). Insurer I sees the contracts with insurer_id = I, whatever their source. (The
+-- contract policy for insurers filters on insurer_id directly; this set serves contract_handler
+-- and customers.)
 CREATE FUNCTION agency_rls.visible_contract_ids() RETURNS bigint[]
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
@@ -192,13 +194,19 @@ AS $$
         SELECT me.agency_id FROM me
         UNION
         SELECT unnest(agency_rls.supervised_agency_ids())
+    ), seen AS (
+        SELECT h.contract_id AS id
+          FROM public.contract_handler AS h
+          JOIN public.contract AS c ON c.id = h.contract_id
+         WHERE h.agency_id IN (SELECT handlers.agency_id FROM handlers)
+           AND h.valid_from <= now() AND (h.valid_to IS NULL OR now() < h.valid_to)
+           AND c.insurer_id = ANY (agency_rls.scope_insurer_ids())
+        UNION ALL
+        SELECT c.id
+          FROM public.contract AS c
+         WHERE c.insurer_id = agency_rls.insurer_id()
     )
-    SELECT coalesce(array_agg(DISTINCT h.contract_id), '{}')
-      FROM public.contract_handler AS h
-      JOIN public.contract AS c ON c.id = h.contract_id
-     WHERE h.agency_id IN (SELECT handlers.agency_id FROM handlers)
-       AND h.valid_from <= now() AND (h.valid_to IS NULL OR now() < h.valid_to)
-       AND c.insurer_id = ANY (agency_rls.scope_insurer_ids())
+    SELECT coalesce(array_agg(DISTINCT seen.id), '{}') FROM seen
 $$;
 
 -- Customers through contracts: policyholder or insured of a contract the caller sees.
@@ -207,19 +215,11 @@ CREATE FUNCTION agency_rls.contract_customer_ids() RETURNS bigint[]
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH seen AS (
-        SELECT c.policyholder_id, c.insured_id
-          FROM public.contract AS c
-         WHERE c.id = ANY (agency_rls.visible_contract_ids())
-        UNION ALL
-        SELECT c.policyholder_id, c.insured_id
-          FROM public.contract AS c
-         WHERE c.insurer_id = agency_rls.insurer_id()
-    )
     SELECT coalesce(array_agg(DISTINCT person.id), '{}')
-      FROM seen
-     CROSS JOIN LATERAL (VALUES (seen.policyholder_id), (seen.insured_id)) AS person (id)
-     WHERE person.id IS NOT NULL
+      FROM public.contract AS c
+     CROSS JOIN LATERAL (VALUES (c.policyholder_id), (c.insured_id)) AS person (id)
+     WHERE c.id = ANY (agency_rls.visible_contract_ids())
+       AND person.id IS NOT NULL
 $$;
 
 -- Customers an unrestricted agency may update (contact columns only, by column grant):
@@ -417,14 +417,12 @@ CREATE POLICY contract_entrustment_guard ON public.contract
     USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
     WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
--- contract_handler: the handler rows of the contracts the caller sees. The subquery reads
--- contract under the caller's own policies (contract's policies never read contract_handler
--- as the caller, so there is no recursion).
+-- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
 ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
 CREATE POLICY contract_handler_read ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
-    USING (EXISTS (SELECT FROM public.contract AS c WHERE c.id = contract_handler.contract_id));
+    USING (contract_id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
 
 -- customer --------------------------------------------------------------------------------
 ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;

@@ -45,14 +45,12 @@ CREATE POLICY contract_entrustment_guard ON public.contract
     USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
     WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
--- contract_handler: the handler rows of the contracts the caller sees. The subquery reads
--- contract under the caller's own policies (contract's policies never read contract_handler
--- as the caller, so there is no recursion).
+-- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
 ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
 CREATE POLICY contract_handler_read ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
-    USING (EXISTS (SELECT FROM public.contract AS c WHERE c.id = contract_handler.contract_id));
+    USING (contract_id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
 
 -- customer --------------------------------------------------------------------------------
 ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
