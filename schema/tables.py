@@ -133,7 +133,7 @@ contract = Table(
     Column("policy_number", Text, nullable=False),
     Column("previous_contract_id", BigInteger, ForeignKey("public.contract.id"), index=True),
     Column("product_type", Text),
-    Column("policyholder_id", BigInteger, ForeignKey("public.customer.id"), nullable=False, index=True),
+    Column("policyholder_id", BigInteger, ForeignKey("public.customer.id"), index=True),
     Column("insured_id", BigInteger, ForeignKey("public.customer.id"), index=True),
     Column("beneficiary_name", Text),
     Column("starts_on", Date),

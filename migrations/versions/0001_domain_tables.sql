@@ -96,7 +96,7 @@ CREATE TABLE public.contract (
     policy_number TEXT NOT NULL,
     previous_contract_id BIGINT,
     product_type TEXT,
-    policyholder_id BIGINT NOT NULL,
+    policyholder_id BIGINT,
     insured_id BIGINT,
     beneficiary_name TEXT,
     starts_on DATE,
