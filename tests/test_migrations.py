@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -92,3 +97,30 @@ def test_the_stored_prefix_wins_and_a_different_one_is_refused(fresh_db: Scratch
     with fresh_db.connect() as conn:
         assert conn.execute("SELECT agency_rls.role_prefix()").fetchone() == (fresh_db.prefix,)
     fresh_db.downgrade_base()
+
+
+def test_plain_alembic_works_from_the_repository_root(fresh_db: ScratchDatabase) -> None:
+    """DBAs use Alembic directly: alembic.ini at the root, -x for the URL and the prefix."""
+    root = Path(__file__).parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENCY_RLS_ROLE_PREFIX")}
+
+    def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", "-x", f"database_url={fresh_db.url}", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    upgraded = alembic("-x", f"role_prefix={fresh_db.prefix}", "upgrade", "head")
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = alembic("current")
+    assert "0002 (head)" in current.stdout, current.stderr
+    with fresh_db.connect() as conn:
+        assert conn.execute("SELECT agency_rls.role_prefix()").fetchone() == (fresh_db.prefix,)
+    downgraded = alembic("downgrade", "base")
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert fresh_db.leftover_roles() == []
