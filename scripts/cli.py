@@ -205,6 +205,34 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+@one_line_errors
+def matrix(
+    database_url: DatabaseUrl = None,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            metavar="ROLE",
+            help="Only this principal (role name, with or without the role prefix); repeatable.",
+        ),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    html: Annotated[
+        str | None,
+        typer.Option("--html", metavar="FILE", help="Also write a standalone, sortable HTML page to FILE."),
+    ] = None,
+) -> None:
+    """Count the rows each principal can read, table by table, acting as it; show its write grants.
+
+    Read-only: one REPEATABLE READ READ ONLY transaction, a rolled-back savepoint per principal.
+    Needs a superuser connection. Example: agency-rls matrix --html matrix.html
+    """
+    from scripts.matrix import run_matrix  # imported late: keeps --help fast
+
+    run_matrix(database_url, principal, as_json=output is OutputFormat.json, html_path=html)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="agency-rls")

@@ -519,6 +519,8 @@ ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
+-- The backend resolves principal names (prefix + code) before it acts as one.
+GRANT USAGE ON SCHEMA agency_rls TO {{backend}};
 GRANT USAGE ON SCHEMA agency_rls TO {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 GRANT EXECUTE ON FUNCTION
     agency_rls.insurer_id(),
