@@ -200,11 +200,11 @@ AS $$
           JOIN public.contract AS c ON c.id = h.contract_id
          WHERE h.agency_id IN (SELECT handlers.agency_id FROM handlers)
            AND h.valid_from <= now() AND (h.valid_to IS NULL OR now() < h.valid_to)
-           AND c.insurer_id = ANY (agency_rls.scope_insurer_ids())
+           AND c.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
         UNION ALL
         SELECT c.id
           FROM public.contract AS c
-         WHERE c.insurer_id = agency_rls.insurer_id()
+         WHERE c.insurer_id = (SELECT agency_rls.insurer_id())
     )
     SELECT coalesce(array_agg(DISTINCT seen.id), '{}') FROM seen
 $$;
@@ -218,7 +218,7 @@ AS $$
     SELECT coalesce(array_agg(DISTINCT person.id), '{}')
       FROM public.contract AS c
      CROSS JOIN LATERAL (VALUES (c.policyholder_id), (c.insured_id)) AS person (id)
-     WHERE c.id = ANY (agency_rls.visible_contract_ids())
+     WHERE c.id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[])
        AND person.id IS NOT NULL
 $$;
 
@@ -233,7 +233,7 @@ AS $$
             SELECT unnest(agency_rls.contract_customer_ids()) AS id
             UNION ALL
             SELECT cu.id FROM public.customer AS cu
-             WHERE cu.registered_by_agency_id = agency_rls.unrestricted_agency_id()
+             WHERE cu.registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id())
            ) AS seen
      WHERE agency_rls.unrestricted_agency_id() IS NOT NULL
 $$;
@@ -259,13 +259,13 @@ AS $$
     SELECT coalesce(array_agg(n.id), '{}')
       FROM public.notice AS n, contracts, customers
      WHERE n.addressee_agency_id IN (SELECT addressees.agency_id FROM addressees)
-       AND n.insurer_id = ANY (agency_rls.scope_insurer_ids())
+       AND n.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
        AND (n.contract_id IS NULL OR n.contract_id = ANY (contracts.ids))
        AND (n.customer_id IS NULL
             OR n.customer_id = ANY (customers.ids)
             OR EXISTS (SELECT FROM public.customer AS cu
                         WHERE cu.id = n.customer_id
-                          AND cu.registered_by_agency_id = agency_rls.unrestricted_agency_id()))
+                          AND cu.registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id())))
 $$;
 
 -- Agency rows:
@@ -287,7 +287,7 @@ AS $$
             UNION ALL
             SELECT e.agency_id
               FROM public.entrustment AS e
-             WHERE e.insurer_id = agency_rls.insurer_id()
+             WHERE e.insurer_id = (SELECT agency_rls.insurer_id())
                AND e.valid_from <= now() AND (e.valid_to IS NULL OR now() < e.valid_to)
            ) AS seen
 $$;
@@ -338,7 +338,7 @@ AS $$
             UNION ALL
             SELECT e.id
               FROM public.entrustment AS e
-             WHERE e.insurer_id = agency_rls.insurer_id()
+             WHERE e.insurer_id = (SELECT agency_rls.insurer_id())
                AND e.valid_from <= now() AND (e.valid_to IS NULL OR now() < e.valid_to)
            ) AS seen
 $$;
@@ -472,12 +472,13 @@ CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
 
 -- principal: a principal sees the row naming its own role. current_user is the role in
 -- force (policies run as the caller); a role that merely inherits a principal's privileges
--- has another name and sees nothing.
+-- has another name and sees nothing. (current_user is a "name"; cast once to text so the
+-- primary key index applies.)
 ALTER TABLE public.principal ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.principal FORCE ROW LEVEL SECURITY;
 CREATE POLICY principal_read_own ON public.principal
     AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
-    USING (role_name = current_user);
+    USING (role_name = (SELECT current_user::text));
 
 -- ==== grants.sql ====
 -- agency-rls: ownership and privileges.

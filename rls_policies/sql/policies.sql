@@ -100,9 +100,10 @@ CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
 
 -- principal: a principal sees the row naming its own role. current_user is the role in
 -- force (policies run as the caller); a role that merely inherits a principal's privileges
--- has another name and sees nothing.
+-- has another name and sees nothing. (current_user is a "name"; cast once to text so the
+-- primary key index applies.)
 ALTER TABLE public.principal ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.principal FORCE ROW LEVEL SECURITY;
 CREATE POLICY principal_read_own ON public.principal
     AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
-    USING (role_name = current_user);
+    USING (role_name = (SELECT current_user::text));
