@@ -33,7 +33,7 @@ CREATE FUNCTION agency_rls.acting_role() RETURNS text
 -- The caller's principal row: kind, agency, insurer (for an agency principal: its restriction).
 -- No row for a role that is not a principal, so every scope below is empty: default deny.
 CREATE FUNCTION agency_rls.acting_principal(OUT kind text, OUT agency_id bigint, OUT insurer_id bigint)
-    RETURNS SETOF record
+    RETURNS SETOF record ROWS 1
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -127,10 +127,10 @@ CREATE FUNCTION agency_rls.visible_contract_ids() RETURNS bigint[]
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH me AS (
-        SELECT me.agency_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'agency'
+    WITH me AS MATERIALIZED (
+        SELECT me.kind, me.agency_id, me.insurer_id FROM agency_rls.acting_principal() AS me
     ), handlers AS (
-        SELECT me.agency_id FROM me
+        SELECT me.agency_id FROM me WHERE me.kind = 'agency'
         UNION
         SELECT unnest(agency_rls.supervised_agency_ids())
     ), seen AS (
@@ -142,8 +142,9 @@ AS $$
            AND c.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
         UNION ALL
         SELECT c.id
-          FROM public.contract AS c
-         WHERE c.insurer_id = (SELECT agency_rls.insurer_id())
+          FROM me
+          JOIN public.contract AS c ON c.insurer_id = me.insurer_id
+         WHERE me.kind = 'insurer'
     )
     SELECT coalesce(array_agg(DISTINCT seen.id), '{}') FROM seen
 $$;
