@@ -1,0 +1,53 @@
+"""A pure-Python reading of ``scope-rules.md``: which rows each principal may read.
+
+A second, independent implementation of the scope rules (it imports nothing from ``rls_policies``),
+so that a mistake in the policies or in this model shows up as a disagreement between the two.
+
+- ``world``: the rows of the spec's tables (``World`` and one dataclass per table);
+- ``rules``: one function per rule, each quoting the spec sentence it implements;
+- ``model``: ``visible_rows(world, role_name, now)`` -> row keys per table;
+- ``coverage``: which rule clauses decided outcomes (``Tally``);
+- ``database``: ``world_from_connection``, ``load_world``, ``world_to_sql``;
+- ``scenario``: a world as a plain dict / YAML with validity relative to ``now``;
+- ``strategies``: Hypothesis strategies for random worlds.
+"""
+
+from reference_model.coverage import Tally
+from reference_model.model import Visible, visible_rows, visible_to_every_principal
+from reference_model.world import (
+    PROTECTED_TABLES,
+    TABLES,
+    Agency,
+    Contract,
+    ContractHandler,
+    Customer,
+    Entrustment,
+    Insurer,
+    Notice,
+    NoticeReceipt,
+    Principal,
+    Supervision,
+    World,
+    valid_at,
+)
+
+__all__ = [
+    "PROTECTED_TABLES",
+    "TABLES",
+    "Agency",
+    "Contract",
+    "ContractHandler",
+    "Customer",
+    "Entrustment",
+    "Insurer",
+    "Notice",
+    "NoticeReceipt",
+    "Principal",
+    "Supervision",
+    "Tally",
+    "Visible",
+    "World",
+    "valid_at",
+    "visible_rows",
+    "visible_to_every_principal",
+]
