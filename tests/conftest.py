@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from scripts.throwaway_cluster import ThrowawayCluster
-from tests.support import ScratchDatabase, World, build_world, create_database, server_conninfo_from_env
+from tests.support import ScratchDatabase, World, create_database, sample_world_on, server_conninfo_from_env
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +34,5 @@ def fresh_db(server: str) -> Iterator[ScratchDatabase]:
 @pytest.fixture(scope="session")
 def world(server: str) -> Iterator[World]:
     """The sample world (scripts.sample_world), migrated and provisioned with login principals."""
-    from scripts.sample_world import load_sample_world
-
-    db = create_database(server, "world")
-    built = None
-    try:
-        built = build_world(db, load_sample_world)
+    with sample_world_on(server, "world") as built:
         yield built
-    finally:
-        if built is not None:
-            built.backend.close()
-        try:
-            db.downgrade_base()
-        finally:
-            db.drop()

@@ -158,6 +158,25 @@ def build_world(db: ScratchDatabase, load: object) -> World:
     return World(db=db, backend=backend)
 
 
+@contextmanager
+def sample_world_on(server: str, label: str) -> Iterator[World]:
+    """A new database holding the sample world; downgraded (roles dropped) and dropped afterwards."""
+    from scripts.sample_world import load_sample_world
+
+    db = create_database(server, label)
+    built = None
+    try:
+        built = build_world(db, load_sample_world)
+        yield built
+    finally:
+        if built is not None:
+            built.backend.close()
+        try:
+            db.downgrade_base()
+        finally:
+            db.drop()
+
+
 def set_test_passwords(conn: psycopg.Connection, prefix: str) -> None:
     """Give the backend and every login principal of ``prefix`` the test password."""
     rows = conn.execute(

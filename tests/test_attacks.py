@@ -22,10 +22,9 @@ from scripts.sample_world import (
     NOTICE_IDS,
     TABLES,
     id_to_key,
-    load_sample_world,
     visible_keys,
 )
-from tests.support import LOGIN_PASSWORD, World, build_world, create_database
+from tests.support import LOGIN_PASSWORD, World, sample_world_on
 
 W, S, T, INSURER = "agency_w11", "agency_s1", "staff_nl_at_m1", "insurer_nl"
 PROTECTED = [t for t in TABLES if t != "insurer"]
@@ -40,18 +39,8 @@ def superuser(world: World) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="module")
 def mutable_world(server: str) -> Iterator[World]:
     """A world of its own for attacks that change data or policies."""
-    db = create_database(server, "mutable")
-    built = None
-    try:
-        built = build_world(db, load_sample_world)
+    with sample_world_on(server, "mutable") as built:
         yield built
-    finally:
-        if built is not None:
-            built.backend.close()
-        try:
-            db.downgrade_base()
-        finally:
-            db.drop()
 
 
 def keys_as(world: World, superuser: psycopg.Connection, role: str, table: str) -> frozenset[str]:

@@ -12,26 +12,16 @@ import pytest
 
 from rls_policies.provision import provision
 from scripts import migrations_runner
-from scripts.sample_world import EXPECTED, load_sample_world
-from tests.support import World, build_world, create_database, set_test_passwords
+from scripts.sample_world import EXPECTED
+from tests.support import World, sample_world_on, set_test_passwords
 
 READER = "agency_w11"
 
 
 @pytest.fixture
 def churned_world(server: str) -> Iterator[World]:
-    db = create_database(server, "churn")
-    built = None
-    try:
-        built = build_world(db, load_sample_world)
+    with sample_world_on(server, "churn") as built:
         yield built
-    finally:
-        if built is not None:
-            built.backend.close()
-        try:
-            db.downgrade_base()
-        finally:
-            db.drop()
 
 
 def test_40_no_out_of_scope_row_while_migrating_down_and_up(churned_world: World) -> None:
