@@ -9,6 +9,9 @@ so that a mistake in the policies or in this model shows up as a disagreement be
 - ``coverage``: which rule clauses decided outcomes (``Tally``);
 - ``database``: ``world_from_connection``, ``load_world``, ``world_to_sql``;
 - ``scenario``: a world as a plain dict / YAML with validity relative to ``now``;
+- ``scenario_file``: scenario files for ``agency-rls check`` (a world by readable keys, expectations,
+  writes), built on ``scenario_yaml`` (line numbers), ``scenario_columns`` and ``scenario_world``;
+- ``explain``: why the model shows or hides a row (the deciding rule and clauses);
 - ``strategies``: Hypothesis strategies for random worlds.
 """
 

@@ -8,6 +8,10 @@ for a clause only when that clause *decided* the outcome: flipping it alone woul
 visibility (the unique-cause idea of MC/DC). A clause is exercised **positively** when it shows a
 row that would otherwise be hidden, and **negatively** when it hides a row that would otherwise be
 shown. A rule with a single clause counts every case.
+
+The same notion explains one row: ``decisive`` names the clauses that decided it, and every rule
+passes the row it judges (``about``) so that ``reference_model.explain`` can tell a reader *why* a
+row is shown or hidden ("agency.contract/entrusted").
 """
 
 from __future__ import annotations
@@ -19,6 +23,17 @@ from dataclasses import dataclass, field
 Formula = Callable[[Mapping[str, bool]], bool]
 
 
+def decisive(formula: Formula, clauses: Mapping[str, bool], outcome: bool) -> tuple[str, ...]:
+    """The clauses whose value alone decided ``outcome``: flipping any one of them flips the formula."""
+    found = []
+    for name, value in clauses.items():
+        flipped = dict(clauses)
+        flipped[name] = not value
+        if formula(flipped) != outcome:
+            found.append(name)
+    return tuple(found)
+
+
 @dataclass
 class Tally:
     """Counters aggregated over any number of worlds and principals."""
@@ -28,16 +43,17 @@ class Tally:
     #: every (rule.clause) ever evaluated, so that never-decisive clauses show up with zeros.
     known: set[str] = field(default_factory=set)
 
-    def judge(self, rule: str, formula: Formula, clauses: Mapping[str, bool]) -> bool:
-        """Evaluate ``formula`` on ``clauses`` and credit each clause that decided the outcome."""
+    def judge(
+        self, rule: str, formula: Formula, clauses: Mapping[str, bool], *, about: object = None
+    ) -> bool:
+        """Evaluate ``formula`` on ``clauses`` and credit each clause that decided the outcome.
+
+        ``about`` is the row being judged; counting ignores it (see ``explain.Explainer``).
+        """
         outcome = formula(clauses)
-        for name, value in clauses.items():
-            key = f"{rule}.{name}"
-            self.known.add(key)
-            flipped = dict(clauses)
-            flipped[name] = not value
-            if formula(flipped) != outcome:
-                (self.positive if outcome else self.negative)[key] += 1
+        self.known.update(f"{rule}.{name}" for name in clauses)
+        for name in decisive(formula, clauses, outcome):
+            (self.positive if outcome else self.negative)[f"{rule}.{name}"] += 1
         return outcome
 
     def merge(self, other: Tally) -> None:
@@ -68,5 +84,7 @@ class Tally:
 class NullTally(Tally):
     """A tally that only evaluates (for callers that do not collect coverage)."""
 
-    def judge(self, rule: str, formula: Formula, clauses: Mapping[str, bool]) -> bool:
+    def judge(
+        self, rule: str, formula: Formula, clauses: Mapping[str, bool], *, about: object = None
+    ) -> bool:
         return formula(clauses)

@@ -2,7 +2,8 @@
 
 Read this file next to the spec. Every rule function decides one row for one viewer and returns
 whether the viewer sees it; the clauses it combines are named (so ``coverage.Tally`` can tell which
-clause decided) and the boolean formula is written out in the ``judge`` call exactly as the spec
+clause decided, and, given the row as ``about``, ``explain.Explainer`` can say why that row is
+shown or hidden) and the boolean formula is written out in the ``judge`` call exactly as the spec
 states it. Nothing here is shared with, or derived from, the policy SQL.
 
 Readings where the text leaves room (the same as ``scripts/sample_world.py``'s R1-R5, plus R6):
@@ -140,7 +141,7 @@ def own_principal_row(t: Tally, rule: str, role_name: str, p: Principal) -> bool
     """Spec: "A sees ... the `principal` row whose `role_name` is its own role"; insurer I sees "its own
     `principal` row"; the restricted principal keeps this rule (it is not among the three changes).
     """
-    return t.judge(rule, lambda x: x["own_role"], {"own_role": p.role_name == role_name})
+    return t.judge(rule, lambda x: x["own_role"], {"own_role": p.role_name == role_name}, about=p)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,6 +163,7 @@ def agency_contract(t: Tally, f: Facts, a: int, c: Contract) -> bool:
             "handles": f.handles(a, c.id),
             "supervised_handles": any(f.handles(w, c.id) for w in f.supervised_by(a)),
         },
+        about=c,
     )
 
 
@@ -176,6 +178,7 @@ def agency_customer(t: Tally, a: int, p: Customer, seen_contracts: Iterable[Cont
             "through_contract": is_party(p.id, seen_contracts),
             "own_prospect": p.registered_by_agency_id == a,
         },
+        about=p,
     )
 
 
@@ -203,6 +206,7 @@ def agency_notice(
             "contract_seen": n.contract_id is None or n.contract_id in seen_contract_ids,
             "customer_seen": n.customer_id is None or n.customer_id in seen_customer_ids,
         },
+        about=n,
     )
 
 
@@ -211,7 +215,9 @@ def agency_handler(t: Tally, rule: str, h: ContractHandler, seen_contract_ids: s
     such a contract, whatever its agency and validity.) For a restricted principal "every ... handler
     row must concern insurer N" holds already, as it sees only N's contracts.
     """
-    return t.judge(rule, lambda x: x["contract_seen"], {"contract_seen": h.contract_id in seen_contract_ids})
+    return t.judge(
+        rule, lambda x: x["contract_seen"], {"contract_seen": h.contract_id in seen_contract_ids}, about=h
+    )
 
 
 def agency_agency_row(t: Tally, f: Facts, a: int, row: Agency) -> bool:
@@ -225,6 +231,7 @@ def agency_agency_row(t: Tally, f: Facts, a: int, row: Agency) -> bool:
             "current_supervisor": f.supervises(row.id, a),
             "currently_supervised": f.supervises(a, row.id),
         },
+        about=row,
     )
 
 
@@ -241,6 +248,7 @@ def agency_supervision_row(t: Tally, f: Facts, a: int, s: Supervision) -> bool:
             "own": a in sides,
             "of_currently_supervised": any(f.supervises(a, w) for w in sides),
         },
+        about=s,
     )
 
 
@@ -252,12 +260,15 @@ def agency_entrustment_row(t: Tally, f: Facts, a: int, e: Entrustment) -> bool:
         "agency.entrustment",
         lambda x: x["own"] or x["of_currently_supervised"],
         {"own": e.agency_id == a, "of_currently_supervised": f.supervises(a, e.agency_id)},
+        about=e,
     )
 
 
 def agency_receipt(t: Tally, a: int, r: NoticeReceipt) -> bool:
     """Spec: "**Receipts and principals.** A sees the `notice_receipt` rows of its agency" (R4)."""
-    return t.judge("agency.notice_receipt", lambda x: x["own_agency"], {"own_agency": r.agency_id == a})
+    return t.judge(
+        "agency.notice_receipt", lambda x: x["own_agency"], {"own_agency": r.agency_id == a}, about=r
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,6 +283,7 @@ def restricted_contract(t: Tally, f: Facts, a: int, n: int, c: Contract) -> bool
         "restricted.contract",
         lambda x: x["concerns_n"] and x["agency_rule"],
         {"concerns_n": c.insurer_id == n, "agency_rule": agency_contract(t, f, a, c)},
+        about=c,
     )
 
 
@@ -284,6 +296,7 @@ def restricted_customer(t: Tally, p: Customer, seen_contracts: Iterable[Contract
         "restricted.customer",
         lambda x: x["through_contract"],
         {"through_contract": is_party(p.id, seen_contracts)},
+        about=p,
     )
 
 
@@ -305,12 +318,13 @@ def restricted_notice(
             "concerns_n": notice.insurer_id == n,
             "agency_rule": agency_notice(t, f, a, notice, seen_contract_ids, seen_customer_ids),
         },
+        about=notice,
     )
 
 
 def restricted_agency_row(t: Tally, a: int, row: Agency) -> bool:
     """Spec: "of master data it sees its own agency's `agency` row" (no supervisor, no supervised agency)."""
-    return t.judge("restricted.agency", lambda x: x["own"], {"own": row.id == a})
+    return t.judge("restricted.agency", lambda x: x["own"], {"own": row.id == a}, about=row)
 
 
 def restricted_supervision_row() -> bool:
@@ -325,6 +339,7 @@ def restricted_entrustment_row(t: Tally, a: int, n: int, e: Entrustment) -> bool
         "restricted.entrustment",
         lambda x: x["own_agency"] and x["from_n"],
         {"own_agency": e.agency_id == a, "from_n": e.insurer_id == n},
+        about=e,
     )
 
 
@@ -334,6 +349,7 @@ def restricted_receipt(t: Tally, a: int, r: NoticeReceipt, seen_notice_ids: set[
         "restricted.notice_receipt",
         lambda x: x["own_agency"] and x["notice_seen"],
         {"own_agency": r.agency_id == a, "notice_seen": r.notice_id in seen_notice_ids},
+        about=r,
     )
 
 
@@ -345,7 +361,9 @@ def restricted_receipt(t: Tally, a: int, r: NoticeReceipt, seen_notice_ids: set[
 def insurer_contract(t: Tally, i: int, c: Contract) -> bool:
     """Spec: "Contracts with `insurer_id = I`, whatever their source; never another insurer's gateway
     contracts, even those held by agencies it entrusts"."""
-    return t.judge("insurer.contract", lambda x: x["own_insurer"], {"own_insurer": c.insurer_id == i})
+    return t.judge(
+        "insurer.contract", lambda x: x["own_insurer"], {"own_insurer": c.insurer_id == i}, about=c
+    )
 
 
 def insurer_customer(t: Tally, p: Customer, seen_contracts: Iterable[Contract]) -> bool:
@@ -354,12 +372,13 @@ def insurer_customer(t: Tally, p: Customer, seen_contracts: Iterable[Contract]) 
         "insurer.customer",
         lambda x: x["through_contract"],
         {"through_contract": is_party(p.id, seen_contracts)},
+        about=p,
     )
 
 
 def insurer_notice(t: Tally, i: int, n: Notice) -> bool:
     """Spec: "Notices issued by I"."""
-    return t.judge("insurer.notice", lambda x: x["issued_by_i"], {"issued_by_i": n.insurer_id == i})
+    return t.judge("insurer.notice", lambda x: x["issued_by_i"], {"issued_by_i": n.insurer_id == i}, about=n)
 
 
 def insurer_handler(t: Tally, h: ContractHandler, seen_contract_ids: set[int]) -> bool:
@@ -368,13 +387,17 @@ def insurer_handler(t: Tally, h: ContractHandler, seen_contract_ids: set[int]) -
         "insurer.contract_handler",
         lambda x: x["contract_seen"],
         {"contract_seen": h.contract_id in seen_contract_ids},
+        about=h,
     )
 
 
 def insurer_agency_row(t: Tally, f: Facts, i: int, row: Agency) -> bool:
     """Spec: "the agencies it currently entrusts"."""
     return t.judge(
-        "insurer.agency", lambda x: x["currently_entrusted"], {"currently_entrusted": f.entrusted(row.id, i)}
+        "insurer.agency",
+        lambda x: x["currently_entrusted"],
+        {"currently_entrusted": f.entrusted(row.id, i)},
+        about=row,
     )
 
 
@@ -384,6 +407,7 @@ def insurer_entrustment_row(t: Tally, f: Facts, i: int, e: Entrustment) -> bool:
         "insurer.entrustment",
         lambda x: x["from_i"] and x["current"],
         {"from_i": e.insurer_id == i, "current": valid_at(e.valid_from, e.valid_to, f.now)},
+        about=e,
     )
 
 

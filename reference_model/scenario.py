@@ -3,7 +3,12 @@
 Why relative: a world that failed today must fail the same way when replayed next month. "Valid
 now" depends only on where each window lies around ``now``, so the dump writes ``now-30d`` or
 ``now+2d3h`` instead of an absolute time, and ``world_from_scenario`` rebuilds it around the ``now``
-of the replay. Dates (``starts_on`` ...) and other columns are written as they are.
+of the replay. Dates (``starts_on`` ...) and other columns are written as they are. Read back, a
+time may also use years and weeks (``now+1y``, ``now-2w3d``; a year is 365 days, a week 7) and a
+date column may be relative too (the UTC date of that moment); absolute values are accepted as well.
+
+A dump is also a valid scenario file for ``agency-rls check`` (``reference_model.scenario_file``,
+which adds readable references, labels and expectations on top of this format).
 
 Replay a dump (e.g. printed by a failing fuzz test)::
 
@@ -25,7 +30,8 @@ import yaml
 from reference_model.world import ROW_TYPES, TABLES, World
 
 _RELATIVE = re.compile(
-    r"^now(?:(?P<sign>[+-])(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?)?$"
+    r"^now(?:(?P<sign>[+-])(?=\d)(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?"
+    r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?)?$"
 )
 
 
@@ -44,18 +50,29 @@ def relative(moment: dt.datetime, now: dt.datetime) -> str:
     return "now" + sign + "".join(parts)
 
 
-def absolute(text: str, now: dt.datetime) -> dt.datetime:
-    """The inverse of ``relative``."""
-    match = _RELATIVE.match(text.strip())
+def offset(text: str) -> dt.timedelta:
+    """How far from now ``text`` lies: ``now`` 0, ``now-30d`` minus 30 days, ``now+1y2w`` plus 379 days.
+
+    Units, largest first, each at most once: y (365 days), w, d, h, m (minutes), s. Blanks are ignored
+    (``now - 30d``).
+    """
+    match = _RELATIVE.match("".join(str(text).split()))
     if match is None:
-        raise ValueError(f"not a time relative to now: {text!r} (e.g. 'now', 'now-30d', 'now+2d3h')")
+        raise ValueError(
+            f"not a time relative to now: {text!r} (e.g. 'now', 'now-30d', 'now+1y', 'now+2d3h')"
+        )
     delta = dt.timedelta(
-        days=int(match["d"] or 0),
+        days=365 * int(match["y"] or 0) + 7 * int(match["w"] or 0) + int(match["d"] or 0),
         hours=int(match["h"] or 0),
         minutes=int(match["m"] or 0),
         seconds=int(match["s"] or 0),
     )
-    return now - delta if match["sign"] == "-" else now + delta
+    return -delta if match["sign"] == "-" else delta
+
+
+def absolute(text: str, now: dt.datetime) -> dt.datetime:
+    """The inverse of ``relative``."""
+    return now + offset(text)
 
 
 def _out(value: Any, now: dt.datetime) -> Any:
@@ -87,9 +104,13 @@ def _in(row_type: type[Any], column: str, value: Any, now: dt.datetime) -> Any:
     if value is None:
         return None
     if "dt.datetime" in hint:
-        return absolute(str(value), now)
+        return value if isinstance(value, dt.datetime) else absolute(str(value), now)
     if "dt.date" in hint:
-        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+        if isinstance(value, dt.date):
+            return value
+        if str(value).strip().startswith("now"):
+            return absolute(str(value), now).date()
+        return dt.date.fromisoformat(str(value))
     if "Decimal" in hint:
         return Decimal(str(value))
     return value

@@ -233,10 +233,47 @@ def matrix(
     run_matrix(database_url, principal, as_json=output is OutputFormat.json, html_path=html)
 
 
+@app.command()
+@one_line_errors
+def check(
+    files: Annotated[list[str], typer.Argument(metavar="FILE", help="Scenario files (YAML).")],
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="DATABASE_URL",
+            help="Superuser URL of a server to create a new database on per file, instead of a throwaway"
+            " cluster. PG* variables are ignored here.",
+            show_envvar=True,
+        ),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep each file's database, roles (and throwaway cluster).")
+    ] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    junit: Annotated[
+        str | None, typer.Option("--junit", metavar="FILE", help="Also write JUnit XML to FILE (for CI).")
+    ] = None,
+) -> None:
+    """Load each scenario FILE into a new database and compare, as every principal, the rows read with
+    the file's expectations and the reference model; run the file's writes.
+
+    Exit status: 0 all pass, 1 a mismatch (or error), 2 an invalid file.
+    Example: agency-rls check scenarios/*.yaml --junit check.xml
+    """
+    from scripts.check import run_check  # imported late: keeps --help fast
+
+    status = run_check(
+        files, explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json, junit=junit
+    )
+    if status:
+        raise typer.Exit(status)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="agency-rls")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

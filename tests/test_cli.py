@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from scripts.cli import app
 from tests.support import ScratchDatabase
 
-COMMANDS = ["migrate", "downgrade", "current", "history", "provision", "demo", "matrix"]
+COMMANDS = ["migrate", "downgrade", "current", "history", "provision", "demo", "matrix", "check"]
 
 
 def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
