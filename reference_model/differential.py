@@ -70,8 +70,8 @@ class Disagreement(AssertionError):
         lines += [f"  {m}" for m in mismatches]
         lines += [
             "",
-            "Reproduce: reference_model.scenario.world_from_yaml(SCENARIO, now=datetime.now(UTC)),",
-            "then load it with reference_model.database.load_world and provision. SCENARIO:",
+            "Reproduce: save SCENARIO below as a file and run 'agency-rls check FILE'",
+            "(it loads the world, provisions, and compares the database with the reference model). SCENARIO:",
             "",
             world_to_yaml(world, now),
         ]

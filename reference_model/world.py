@@ -90,7 +90,7 @@ class Contract:
     id: int
     insurer_id: int
     policy_number: str
-    policyholder_id: int
+    policyholder_id: int | None = None  # nullable in the schema: a loader may omit it
     previous_contract_id: int | None = None
     product_type: str | None = None
     insured_id: int | None = None
