@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from scripts.throwaway_cluster import ThrowawayCluster
 from tests.support import ScratchDatabase, World, create_database, sample_world_on, server_conninfo_from_env
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="differential fuzzing: run N random worlds (new ones each run) instead of the CI's fixed 200",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """--fuzz-examples N is the thorough profile with N worlds (tests/test_differential.py reads these)."""
+    examples = config.getoption("--fuzz-examples")
+    if examples:
+        os.environ["AGENCY_RLS_FUZZ_PROFILE"] = "thorough"
+        os.environ["AGENCY_RLS_FUZZ_EXAMPLES"] = str(examples)
 
 
 @pytest.fixture(scope="session")
