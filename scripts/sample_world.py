@@ -75,6 +75,8 @@ from typing import Any, NamedTuple, TypedDict
 import psycopg
 from psycopg import sql
 
+from schema import ALL_TABLES
+
 __all__ = [
     "AGENCY_IDS",
     "CONTRACT_IDS",
@@ -96,18 +98,7 @@ __all__ = [
     "visible_keys",
 ]
 
-TABLES: tuple[str, ...] = (
-    "insurer",
-    "agency",
-    "supervision",
-    "entrustment",
-    "customer",
-    "contract",
-    "contract_handler",
-    "notice",
-    "notice_receipt",
-    "principal",
-)
+TABLES: tuple[str, ...] = ALL_TABLES
 
 # ------------------------------------------------------------------------------------------------
 # The world as data. Offsets are PostgreSQL interval strings added to now() at load time (None for
