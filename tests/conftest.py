@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from scripts.throwaway_cluster import ThrowawayCluster
@@ -55,3 +56,24 @@ def world(server: str) -> Iterator[World]:
     """The sample world (scripts.sample_world), migrated and provisioned with login principals."""
     with sample_world_on(server, "world") as built:
         yield built
+
+
+@pytest.fixture(scope="module")
+def superuser(world: World) -> Iterator[psycopg.Connection]:
+    """A superuser connection to the sample world (autocommit), for reading keys and changing state."""
+    with world.admin() as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def backend_conninfo(world: World) -> str:
+    """Conninfo that logs in as the sample world's backend role."""
+    return world.db.login_conninfo(world.role("rls_backend"))
+
+
+@pytest.fixture(scope="module")
+def contract_keys(superuser: psycopg.Connection) -> dict[int, str]:
+    """Contract id -> policy number, read once by the superuser (threads then need no connection of it)."""
+    from scripts.sample_world import id_to_key
+
+    return id_to_key(superuser, "contract")

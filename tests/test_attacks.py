@@ -31,12 +31,6 @@ PROTECTED = [t for t in TABLES if t != "insurer"]
 
 
 @pytest.fixture(scope="module")
-def superuser(world: World) -> Iterator[psycopg.Connection]:
-    with world.admin() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
 def mutable_world(server: str) -> Iterator[World]:
     """A world of its own for attacks that change data or policies."""
     with sample_world_on(server, "mutable") as built:

@@ -30,7 +30,7 @@ from agency_backend import (
     leftover_state,
     set_local_principal,
 )
-from scripts.sample_world import AGENCY_IDS, EXPECTED, PRINCIPALS, TABLES, id_to_key, visible_keys
+from scripts.sample_world import AGENCY_IDS, EXPECTED, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
 
 AGENCY_PRINCIPALS = tuple(p for p in PRINCIPALS if p.startswith("agency_"))
@@ -47,23 +47,6 @@ CONTRACT_QUERIES: dict[str, str] = {
     "view": f"SELECT policy_number FROM {PROBE_SCHEMA}.contracts WHERE id > %s",
     "sql_function": f"SELECT policy_number FROM {PROBE_SCHEMA}.contracts_after(%s)",
 }
-
-
-@pytest.fixture(scope="module")
-def superuser(world: World) -> Iterator[psycopg.Connection[Any]]:
-    with world.admin() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
-def backend_conninfo(world: World) -> str:
-    return world.db.login_conninfo(world.role("rls_backend"))
-
-
-@pytest.fixture(scope="module")
-def contract_keys(superuser: psycopg.Connection[Any]) -> dict[Any, str]:
-    """contract id -> policy number (read by the superuser once, so threads need no connection of it)."""
-    return id_to_key(superuser, "contract")
 
 
 @pytest.fixture(scope="module")

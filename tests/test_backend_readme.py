@@ -15,12 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import URL
 
 from scripts.sample_world import AGENCY_IDS, EXPECTED
-from tests.support import World
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -44,11 +42,6 @@ def run(code: str, names: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     with contextlib.redirect_stdout(printed):
         exec(compile(code, str(README), "exec"), namespace)
     return namespace, [ast.literal_eval(line) for line in printed.getvalue().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def backend_conninfo(world: World) -> str:
-    return world.db.login_conninfo(world.role("rls_backend"))
 
 
 def test_the_psycopg_example_runs_as_written(backend_conninfo: str) -> None:

@@ -42,7 +42,7 @@ from agency_backend.sqlalchemy import (
     create_engine,
     principal_sessionmaker,
 )
-from scripts.sample_world import EXPECTED, PRINCIPALS, TABLES, id_to_key, visible_keys
+from scripts.sample_world import EXPECTED, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
 
 CONTRACTS = sa.text("SELECT id FROM public.contract WHERE id > :after")
@@ -59,22 +59,6 @@ def sa_url(conninfo: str, driver: str) -> sa.URL:
         database=str(params["dbname"]),
         query=query,
     )
-
-
-@pytest.fixture(scope="module")
-def superuser(world: World) -> Iterator[psycopg.Connection[Any]]:
-    with world.admin() as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
-def backend_conninfo(world: World) -> str:
-    return world.db.login_conninfo(world.role("rls_backend"))
-
-
-@pytest.fixture(scope="module")
-def contract_keys(superuser: psycopg.Connection[Any]) -> dict[Any, str]:
-    return id_to_key(superuser, "contract")
 
 
 @pytest.fixture

@@ -7,19 +7,11 @@ role with SET LOCAL ROLE (how applications connect), and by logging in as itself
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from scripts.sample_world import EXPECTED, INCIDENT_CHECKS, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
-
-
-@pytest.fixture(scope="module")
-def superuser(world: World) -> Iterator[psycopg.Connection]:
-    with world.admin() as conn:
-        yield conn
 
 
 def describe(expected: frozenset[str], actual: frozenset[str]) -> str:
