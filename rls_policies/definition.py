@@ -26,6 +26,7 @@ SECURITY_FILES: tuple[str, ...] = (
     "roles.sql",
     "scope_functions.sql",
     "principal_guard.sql",
+    "derived_columns.sql",
     "policies.sql",
     "grants.sql",
 )

@@ -159,8 +159,18 @@ contract_handler = Table(
     Column("agency_id", BigInteger, ForeignKey("public.agency.id"), nullable=False),
     Column("role", Text, nullable=False, server_default="primary"),
     *_validity(),
+    # The contract's insurer, copied by a trigger (loaders never supply it) and kept exact by the
+    # cascading key below, so that insurer principals and the entrustment guard filter handler
+    # rows on an index instead of going through contract.
+    Column("insurer_id", BigInteger, index=True),
     _one_of("role", HANDLER_ROLES),
     Index(None, "agency_id", "contract_id"),
+    ForeignKeyConstraint(
+        ["contract_id", "insurer_id"],
+        ["public.contract.id", "public.contract.insurer_id"],
+        name="contract_handler_contract_id_insurer_id_fkey",
+        onupdate="CASCADE",
+    ),
 )
 
 notice = Table(

@@ -131,15 +131,18 @@ CREATE TABLE public.contract_handler (
     role TEXT DEFAULT 'primary' NOT NULL,
     valid_from TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     valid_to TIMESTAMP WITH TIME ZONE,
+    insurer_id BIGINT,
     CONSTRAINT contract_handler_pkey PRIMARY KEY (id),
     CONSTRAINT contract_handler_role_check CHECK (role IN ('primary', 'joint')),
     CONSTRAINT contract_handler_contract_id_fkey FOREIGN KEY(contract_id) REFERENCES public.contract (id),
-    CONSTRAINT contract_handler_agency_id_fkey FOREIGN KEY(agency_id) REFERENCES public.agency (id)
+    CONSTRAINT contract_handler_agency_id_fkey FOREIGN KEY(agency_id) REFERENCES public.agency (id),
+    CONSTRAINT contract_handler_contract_id_insurer_id_fkey FOREIGN KEY(contract_id, insurer_id) REFERENCES public.contract (id, insurer_id) ON UPDATE CASCADE
 );
 
 CREATE INDEX contract_handler_agency_id_contract_id_idx ON public.contract_handler (agency_id, contract_id);
 
 CREATE INDEX contract_handler_contract_id_idx ON public.contract_handler (contract_id);
+CREATE INDEX contract_handler_insurer_id_idx ON public.contract_handler (insurer_id);
 
 
 CREATE TABLE public.notice (

@@ -433,6 +433,37 @@ CREATE TRIGGER principal_mapping_is_immutable
           OR OLD.insurer_id IS DISTINCT FROM NEW.insurer_id)
     EXECUTE FUNCTION agency_rls.principal_mapping_is_immutable();
 
+-- ==== derived_columns.sql ====
+-- agency-rls: derived columns the policies filter on, kept exact by triggers.
+--
+-- contract_handler.insurer_id is the handled contract's insurer. Loaders never supply it: the
+-- trigger copies it on every insert and on every change of contract_id, and the key
+-- (contract_id, insurer_id) -> contract (id, insurer_id) ON UPDATE CASCADE carries a change of
+-- the contract's insurer to its handler rows. The function is SECURITY DEFINER (owned by
+-- {{helper}}) because it must read contract whoever writes the handler row.
+
+CREATE FUNCTION agency_rls.contract_handler_insurer() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.insurer_id := (SELECT c.insurer_id FROM public.contract AS c WHERE c.id = NEW.contract_id);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER contract_handler_insurer
+    BEFORE INSERT OR UPDATE OF contract_id, insurer_id ON public.contract_handler
+    FOR EACH ROW
+    EXECUTE FUNCTION agency_rls.contract_handler_insurer();
+
+-- Rows loaded while the schema was below this revision.
+UPDATE public.contract_handler AS h
+   SET insurer_id = c.insurer_id
+  FROM public.contract AS c
+ WHERE c.id = h.contract_id
+   AND h.insurer_id IS DISTINCT FROM c.insurer_id;
+
 -- ==== policies.sql ====
 -- agency-rls: row level security policies, one block per table.
 --
@@ -441,8 +472,8 @@ CREATE TRIGGER principal_mapping_is_immutable
 -- roles they apply to, never PUBLIC. Each scope function is wrapped in (SELECT …) so that it
 -- runs once per statement, and the table is filtered by an indexed column.
 --
--- Where a row belongs to an insurer (contract, notice), the entrustment guard is RESTRICTIVE:
--- a permissive policy added later can never widen it.
+-- Where a row belongs to an insurer (contract, contract_handler, notice), the entrustment guard
+-- is RESTRICTIVE: a permissive policy added later can never widen it.
 
 -- insurer: no personal data, readable by every role; no row level security.
 
@@ -482,11 +513,19 @@ CREATE POLICY contract_entrustment_guard ON public.contract
     WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
 -- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
+-- insurer_id is the contract's, kept exact by a trigger (derived_columns.sql).
 ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
-CREATE POLICY contract_handler_read ON public.contract_handler
-    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+CREATE POLICY contract_handler_read_handled ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (contract_id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
+CREATE POLICY contract_handler_read_insurer ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{insurer_group}}
+    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+CREATE POLICY contract_handler_entrustment_guard ON public.contract_handler
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
 -- customer --------------------------------------------------------------------------------
 ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
@@ -581,6 +620,7 @@ ALTER FUNCTION agency_rls.visible_notice_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_handler_insurer()  OWNER TO {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;

@@ -34,6 +34,7 @@ ALTER FUNCTION agency_rls.visible_notice_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_handler_insurer()  OWNER TO {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;

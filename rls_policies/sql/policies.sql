@@ -5,8 +5,8 @@
 -- roles they apply to, never PUBLIC. Each scope function is wrapped in (SELECT …) so that it
 -- runs once per statement, and the table is filtered by an indexed column.
 --
--- Where a row belongs to an insurer (contract, notice), the entrustment guard is RESTRICTIVE:
--- a permissive policy added later can never widen it.
+-- Where a row belongs to an insurer (contract, contract_handler, notice), the entrustment guard
+-- is RESTRICTIVE: a permissive policy added later can never widen it.
 
 -- insurer: no personal data, readable by every role; no row level security.
 
@@ -46,11 +46,19 @@ CREATE POLICY contract_entrustment_guard ON public.contract
     WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
 -- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
+-- insurer_id is the contract's, kept exact by a trigger (derived_columns.sql).
 ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
-CREATE POLICY contract_handler_read ON public.contract_handler
-    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
+CREATE POLICY contract_handler_read_handled ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (contract_id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
+CREATE POLICY contract_handler_read_insurer ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{insurer_group}}
+    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+CREATE POLICY contract_handler_entrustment_guard ON public.contract_handler
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
 -- customer --------------------------------------------------------------------------------
 ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
