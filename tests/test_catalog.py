@@ -18,9 +18,9 @@ NOT_PROTECTED = {"insurer", "alembic_version"}
 
 
 @pytest.fixture(scope="module")
-def admin(world: World) -> psycopg.Connection:
-    with world.admin() as conn:
-        yield conn
+def admin(superuser: psycopg.Connection) -> psycopg.Connection:
+    """The catalog is read as the superuser."""
+    return superuser
 
 
 def application_roles(admin: psycopg.Connection, world: World) -> list[str]:
@@ -85,6 +85,7 @@ def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connectio
         assert qual.strip("() ").lower() != "true" and check.strip("() ").lower() != "true", policy
     restrictive = {(t, p) for t, p, *_, permissive in rows if permissive == "RESTRICTIVE"}
     assert ("contract", "contract_entrustment_guard") in restrictive
+    assert ("contract_handler", "contract_handler_entrustment_guard") in restrictive
     assert ("notice", "notice_entrustment_guard") in restrictive
 
 
