@@ -38,9 +38,7 @@ from psycopg.pq import TransactionStatus
 
 from agency_backend._dbapi import DBAPIConnection, run_autocommit
 from rls_policies.names import (
-    ManagementRoles,
     RoleNameError,
-    check_prefix,
     check_role_name,
     default_principal_role,
 )
@@ -48,7 +46,6 @@ from rls_policies.names import (
 __all__ = [
     "PREFIX_QUERY",
     "PRINCIPAL_ROW_QUERY",
-    "SESSION_USER_QUERY",
     "InvalidPrincipalName",
     "NotAMember",
     "NotAPrincipal",
@@ -57,7 +54,6 @@ __all__ = [
     "PrincipalKind",
     "UnknownPrincipal",
     "not_a_principal",
-    "prefix_from_backend_name",
     "principal_from",
     "read_role_prefix",
     "refusal_for",
@@ -69,9 +65,6 @@ PrincipalKind = Literal["agency", "insurer", "role"]
 
 #: The role prefix the database was migrated with; ``agency_rls.role_prefix()`` is executable by PUBLIC.
 PREFIX_QUERY: Final = "SELECT agency_rls.role_prefix()"
-
-#: The session user, to derive the prefix from the backend role's name when the function is out of reach.
-SESSION_USER_QUERY: Final = "SELECT session_user"
 
 #: Run right after ``SET LOCAL ROLE``: true only for a principal (it reads the row naming its role).
 #: The policy on ``principal`` adds ``role_name = current_user``; the role name is compared here as
@@ -283,32 +276,9 @@ def set_local_principal(conn: psycopg.Connection[Any], role_name: str) -> None:
 def read_role_prefix(conn: DBAPIConnection) -> str:
     """The database's role prefix, read outside any transaction on a backend connection.
 
-    ``agency_rls.role_prefix()`` is the source of truth. Where the backend role cannot call it
-    (it is granted EXECUTE through PUBLIC, but the ``agency_rls`` schema may not grant USAGE to
-    the backend), the prefix is derived from the backend role's own name, which is
-    ``<prefix>rls_backend`` by construction (``rls_policies.names.ManagementRoles``). Either way a
-    wrong prefix can only name a role that the checked ``SET LOCAL ROLE`` then refuses.
+    ``agency_rls.role_prefix()`` is the source of truth; the migration grants the backend role
+    USAGE on ``agency_rls`` so that it can call it. A wrong prefix could only name a role that the
+    checked ``SET LOCAL ROLE`` then refuses.
     """
-    try:
-        rows = run_autocommit(conn, PREFIX_QUERY, fetch=True)
-        return str(rows[0][0])
-    except psycopg.errors.InsufficientPrivilege:
-        pass
-    (session_user,) = run_autocommit(conn, SESSION_USER_QUERY, fetch=True)[0]
-    return prefix_from_backend_name(str(session_user))
-
-
-def prefix_from_backend_name(session_user: str) -> str:
-    """The prefix of a backend role named ``<prefix>rls_backend``; error for any other login name."""
-    suffix = ManagementRoles().backend
-    if not session_user.endswith(suffix):
-        raise psycopg.ProgrammingError(
-            f"cannot read the role prefix: agency_rls.role_prefix() is not reachable by {session_user!r}, and "
-            f"that name does not end with {suffix!r} (log in as the backend role <prefix>{suffix})"
-        )
-    try:
-        return check_prefix(session_user[: -len(suffix)])
-    except RoleNameError as error:
-        raise psycopg.ProgrammingError(
-            f"cannot derive the role prefix from {session_user!r}: {error}"
-        ) from None
+    rows = run_autocommit(conn, PREFIX_QUERY, fetch=True)
+    return str(rows[0][0])

@@ -49,16 +49,14 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState
 
-from agency_backend._dbapi import DBAPIConnection, in_transaction
+from agency_backend._dbapi import DBAPIConnection
 from agency_backend.hygiene import LeftoverState, clean_connection, refuse_privileged_login, require_clean
 from agency_backend.principal import (
+    PREFIX_QUERY,
     PRINCIPAL_ROW_QUERY,
-    SESSION_USER_QUERY,
     Principal,
     not_a_principal,
-    prefix_from_backend_name,
     principal_from,
-    read_role_prefix,
     refusal_for,
     set_local_role_statement,
 )
@@ -167,15 +165,8 @@ def _state(engine: Engine) -> _EngineState:
 def _prefix(connection: Connection, state: _EngineState) -> str:
     """The database's role prefix, cached per engine (it never changes after migration)."""
     if state.prefix is None:
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        if in_transaction(dbapi_connection):
-            # Joined to a transaction the caller already started: derive, never risk an error in it.
-            session_user = connection.exec_driver_sql(SESSION_USER_QUERY).scalar_one()
-            state.prefix = prefix_from_backend_name(str(session_user))
-        else:
-            # psycopg opens the transaction lazily: nothing was sent yet, read outside it.
-            state.prefix = read_role_prefix(dbapi_connection)
+        # Harmless inside the caller's transaction: the backend may always call it.
+        state.prefix = str(connection.exec_driver_sql(PREFIX_QUERY).scalar_one())
     return state.prefix
 
 
