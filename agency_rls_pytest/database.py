@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -42,6 +41,7 @@ from rls_policies.names import ManagementRoles, check_prefix
 from rls_policies.provision import ProvisionReport, provision
 from schema.tables import ALL_TABLES
 from scripts import migrations_runner
+from scripts.database import conninfo_url, create_empty_database, drop_database_and_prefix_roles
 
 if TYPE_CHECKING:
     from sqlalchemy import URL, Engine
@@ -95,11 +95,7 @@ class AgencyRLSDatabase:
             prefix=check_prefix(f"pt{token}_"),
             backend_password=secrets.token_urlsafe(24),
         )
-        with psycopg.connect(server, autocommit=True) as conn:
-            # template0: nothing a DBA added to template1 ends up in the tables under test.
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database.name))
-            )
+        create_empty_database(server, database.name)
         try:
             migrations_runner.upgrade(database.url, "head", role_prefix=database.prefix)
             with database.connect() as conn:
@@ -127,17 +123,7 @@ class AgencyRLSDatabase:
                 migrations_runner.downgrade(self.url, "base")
             except Exception as error:
                 failure = error
-        with psycopg.connect(self.server, autocommit=True) as conn:
-            name = sql.Identifier(self.name)
-            if conn.info.server_version >= 130000:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            else:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.name,)
-                )
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(name))
-            for role in _roles_with_prefix(conn, self.prefix):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        drop_database_and_prefix_roles(self.server, self.name, self.prefix)
         if failure is not None:
             raise failure
 
@@ -151,7 +137,7 @@ class AgencyRLSDatabase:
     @property
     def url(self) -> str:
         """Superuser libpq URL of this database (Alembic, ``agency-rls --database-url``)."""
-        return _libpq_url(self.conninfo)
+        return conninfo_url(self.conninfo)
 
     @property
     def roles(self) -> ManagementRoles:
@@ -405,19 +391,6 @@ class SessionAs:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-
-def _libpq_url(conninfo: str) -> str:
-    """A ``postgresql://`` URL equivalent to ``conninfo`` (socket directories and all, in the query)."""
-    params = conninfo_to_dict(conninfo)
-    dbname = str(params.pop("dbname", "") or "")
-    query = {key: str(value) for key, value in params.items() if value is not None}
-    return f"postgresql:///{quote(dbname, safe='')}?{urlencode(query)}"
-
-
-def _roles_with_prefix(conn: psycopg.Connection[Any], prefix: str) -> list[str]:
-    rows = conn.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY 1", (prefix,))
-    return [str(row[0]) for row in rows]
 
 
 def _truncate(conn: psycopg.Connection[Any]) -> None:

@@ -33,7 +33,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 from xml.etree import ElementTree as ET
 
 import psycopg
@@ -48,7 +47,12 @@ from reference_model.world import TABLES, World
 from rls_policies.names import MAX_IDENTIFIER_BYTES, ManagementRoles, RoleNameError, check_role_name
 from rls_policies.provision import provision, stored_prefix
 from scripts import migrations_runner
-from scripts.database import libpq_conninfo
+from scripts.database import (
+    conninfo_url,
+    create_empty_database,
+    drop_database_and_prefix_roles,
+    libpq_conninfo,
+)
 
 __all__ = [
     "Case",
@@ -462,10 +466,9 @@ def _check_file(server: _Server, scenario: Scenario, result: FileResult, *, keep
     token = secrets.token_hex(4)
     result.database, result.prefix = f"agency_rls_check_{token}", f"c{token}_"
     database = make_conninfo(server.conninfo, dbname=result.database)
-    with psycopg.connect(server.conninfo, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(result.database)))
+    create_empty_database(server.conninfo, result.database)
     try:
-        migrations_runner.upgrade(_url(database), "head", role_prefix=result.prefix)
+        migrations_runner.upgrade(conninfo_url(database), "head", role_prefix=result.prefix)
         with psycopg.connect(database, autocommit=True) as admin:
             loaded = install_scenario(admin, scenario, prefix=result.prefix)
             if server.via_backend:
@@ -491,29 +494,13 @@ def _check_file(server: _Server, scenario: Scenario, result: FileResult, *, keep
         result.seconds = time.perf_counter() - started
 
 
-def _url(conninfo: str) -> str:
-    """A libpq URL of ``conninfo`` (Alembic takes URLs), socket directories included."""
-    params = conninfo_to_dict(conninfo)
-    name = str(params.pop("dbname"))
-    query = urlencode({k: v for k, v in params.items() if v is not None})
-    return f"postgresql:///{quote(name, safe='')}?{query}"
-
-
 def _remove(server: str, database: str, prefix: str) -> None:
     """Downgrade to base (drops the prefix's roles), drop the database, drop any role of the prefix left."""
     try:
-        migrations_runner.downgrade(_url(database), "base")
+        migrations_runner.downgrade(conninfo_url(database), "base")
     except Exception as error:  # the sweep below still removes everything
         sys.stderr.write(f"agency-rls check: downgrade failed ({' '.join(str(error).split())}); dropping\n")
-    name = str(conninfo_to_dict(database)["dbname"])
-    with psycopg.connect(server, autocommit=True) as admin:
-        force = sql.SQL(" WITH (FORCE)") if admin.info.server_version >= 130000 else sql.SQL("")
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
-        left = admin.execute(
-            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)
-        ).fetchall()
-        for (role,) in left:
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    drop_database_and_prefix_roles(server, str(conninfo_to_dict(database)["dbname"]), prefix)
 
 
 # ------------------------------------------------------------------------------------------------

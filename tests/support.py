@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -25,7 +24,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from rls_policies.provision import provision
 from scripts import migrations_runner
-from scripts.database import libpq_conninfo
+from scripts.database import conninfo_url, libpq_conninfo
 
 SERVER_ENV = "AGENCY_RLS_TEST_DATABASE_URL"
 #: Password given to test login roles, so direct logins work under trust, md5 or scram.
@@ -55,8 +54,7 @@ class ScratchDatabase:
     @property
     def url(self) -> str:
         """A libpq URL of this database (for Alembic and the command)."""
-        params = {k: v for k, v in conninfo_to_dict(self.conninfo).items() if v is not None and k != "dbname"}
-        return f"postgresql:///{quote(self.name, safe='')}?{urlencode(params)}"
+        return conninfo_url(self.conninfo)
 
     def role(self, short: str) -> str:
         """A role name of this database's prefix."""

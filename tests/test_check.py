@@ -12,13 +12,11 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 from xml.etree import ElementTree as ET
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
-from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
 from reference_model.scenario import world_to_yaml
@@ -27,6 +25,7 @@ from reference_model.strategies import ANCHOR, worlds
 from reference_model.world import TABLES, World
 from scripts.check import RowMismatch, compare, install_scenario, load_scenario
 from scripts.cli import app
+from scripts.database import conninfo_url
 from tests.support import ScratchDatabase
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
@@ -71,10 +70,8 @@ writes:
 
 
 def server_url(server: str) -> str:
-    """A libpq URL of the test server's maintenance database (what a user passes as --database-url)."""
-    params = {k: v for k, v in conninfo_to_dict(server).items() if v is not None}
-    name = str(params.pop("dbname", "postgres"))
-    return f"postgresql:///{quote(name, safe='')}?{urlencode(params)}"
+    """A libpq URL of the test server's maintenance database (what a user passes as a URL)."""
+    return conninfo_url(server)
 
 
 def check(*args: str, env: dict[str, str | None] | None = None) -> Any:

@@ -19,13 +19,12 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from agency_rls_pytest import VisibilityMismatch, assert_visible
+from scripts.database import conninfo_url
 from scripts.sample_world import EXPECTED
 from tests.support import World
 
@@ -45,11 +44,8 @@ def readme_block(marker: str, language: str) -> str:
 
 
 def server_url(server: str) -> str:
-    """A ``postgresql://`` URL of the suite's server, as a user would put in AGENCY_RLS_DATABASE_URL."""
-    params = conninfo_to_dict(server)
-    dbname = str(params.pop("dbname", None) or "postgres")
-    query = urlencode({key: str(value) for key, value in params.items() if value is not None})
-    return f"postgresql:///{quote(dbname, safe='')}?{query}"
+    """A libpq URL of the test server's maintenance database (what a user passes as a URL)."""
+    return conninfo_url(server)
 
 
 def plugin_leftovers(server: str) -> tuple[list[str], list[str]]:
