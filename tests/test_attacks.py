@@ -104,17 +104,21 @@ def test_4_an_ended_entrustment_or_handler_link_removes_access_at_once(mutable_w
 # 13–14: keys and constraints do not reveal hidden rows -------------------------------------------
 
 
-def test_14_referencing_a_hidden_customer_fails_like_a_missing_one(world: World) -> None:
-    """A receipt for a hidden notice and for a missing one fail identically (see test_writes too)."""
+def test_14_referencing_a_hidden_row_fails_like_a_missing_one(world: World) -> None:
+    """No row a principal may write references a customer; the references it can write are a
+    prospect's agency and a receipt's notice (the latter in test_writes). A prospect registered
+    for a hidden agency and for a non-existent one fail with the same error: WITH CHECK runs
+    before the foreign key could reveal which agency exists."""
     errors = []
-    for notice_id in (NOTICE_IDS["N01"], 987_654):
+    for agency_id in (AGENCY_IDS["S3"], 987_654):  # S3 is outside W11's view; 987654 does not exist
         with world.acting_as(W) as cur, pytest.raises(psycopg.Error) as raised:
             cur.execute(
-                "INSERT INTO public.notice_receipt (notice_id, agency_id) VALUES (%s, %s)",
-                (notice_id, AGENCY_IDS["W11"]),
+                "INSERT INTO public.customer (full_name, registered_by_agency_id) VALUES ('Probe', %s)",
+                (agency_id,),
             )
         errors.append((raised.value.sqlstate, str(raised.value)))
     assert errors[0] == errors[1]
+    assert errors[0][0] == "42501"  # insufficient_privilege: new row violates row-level security
 
 
 # 10–12: RETURNING, ON CONFLICT, MERGE ------------------------------------------------------------
@@ -479,18 +483,27 @@ def test_35_statistics_of_protected_tables_are_hidden(world: World, superuser: p
 # 37–38: aggregates and joins count only the scope ------------------------------------------------
 
 
-def test_37_38_aggregates_and_joins_stay_in_scope(world: World) -> None:
+def test_37_38_aggregates_and_joins_stay_in_scope(world: World, superuser: psycopg.Connection) -> None:
+    join = (
+        "SELECT DISTINCT cu.full_name FROM public.contract c JOIN public.customer cu"
+        " ON cu.id IN (c.policyholder_id, c.insured_id)"
+    )
     with world.acting_as(W) as cur:
         per_insurer = cur.execute(
-            "SELECT c.insurer_id, count(*), count(DISTINCT cu.id) FROM public.contract c"
-            " LEFT JOIN public.customer cu ON cu.id IN (c.policyholder_id, c.insured_id) GROUP BY 1"
+            "SELECT i.code, count(*) FROM public.contract c JOIN public.insurer i ON i.id = c.insurer_id"
+            " GROUP BY 1"
         ).fetchall()
-        joined = cur.execute(
-            "SELECT cu.full_name FROM public.contract c JOIN public.customer cu"
-            " ON cu.id IN (c.policyholder_id, c.insured_id)"
-        ).fetchall()
-    assert [(count) for _, count, _ in per_insurer] == [2]
-    assert {name for (name,) in joined} <= EXPECTED[W]["customer"]
+        joined = {name for (name,) in cur.execute(join)}
+    # The same join over W's expected contracts, read by the superuser: exactly those parties.
+    expected_parties = {
+        name
+        for (name,) in superuser.execute(
+            join + " WHERE c.policy_number = ANY (%s)", (sorted(EXPECTED[W]["contract"]),)
+        )
+    }
+    assert per_insurer == [("NL", len(EXPECTED[W]["contract"]))]
+    assert joined == expected_parties
+    assert joined <= EXPECTED[W]["customer"]
 
 
 def test_provisioning_never_adopts_postgres_or_the_owner_through_a_principal_row(
