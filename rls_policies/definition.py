@@ -66,3 +66,21 @@ def read_template(name: str) -> str:
 def security_template() -> str:
     """All security SQL files, concatenated in application order, unrendered."""
     return "\n".join(f"-- ==== {name} ====\n{read_template(name)}" for name in SECURITY_FILES)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rls_policies.definition [--teardown]``: print the current definition, unrendered.
+
+    What a new revision records beside itself (``migrations/versions/<rev>_*.sql``); the
+    placeholders are filled in with the database's role prefix when the revision runs.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rls_policies.definition", description=main.__doc__)
+    parser.add_argument("--teardown", action="store_true", help="print teardown.sql instead")
+    args = parser.parse_args(argv)
+    print(read_template(TEARDOWN_FILE) if args.teardown else security_template(), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import psycopg
 from alembic import command
 from alembic.config import Config
 
@@ -48,11 +47,3 @@ def current(url: str | None) -> None:
 def history(url: str | None) -> None:
     """``alembic history`` (needs no database)."""
     command.history(alembic_config(url), verbose=False)
-
-
-def current_revision(conn: psycopg.Connection) -> str | None:
-    """The revision a database is at, or None (not migrated)."""
-    if conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,):
-        return None
-    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
-    return None if row is None else str(row[0])
