@@ -37,6 +37,7 @@ from psycopg.pq import TransactionStatus
 
 from agency_backend.hygiene import clean_connection
 from agency_backend.principal import Principal, PrincipalError, principal_from, set_local_principal
+from rls_policies.maintenance import advance_identity_sequences
 from rls_policies.names import ManagementRoles, check_prefix
 from rls_policies.provision import ProvisionReport, provision
 from schema.tables import ALL_TABLES
@@ -404,16 +405,9 @@ def _sync_identities(conn: psycopg.Connection[Any]) -> None:
 
     Worlds are usually written with explicit ids (readable, stable references); PostgreSQL does not
     advance an identity for them, and the first insert a test makes without an id (an agency
-    registering a prospect) would collide with row 1.
+    registering a prospect) would collide with row 1, or tell it that a hidden row holds that id.
     """
-    for table in ALL_TABLES:
-        if table == "principal":  # keyed by role_name, no identity
-            continue
-        conn.execute(
-            sql.SQL(
-                "SELECT setval(pg_get_serial_sequence({name}, 'id'), max(id)) FROM {table} HAVING max(id) IS NOT NULL"
-            ).format(name=sql.Literal(f"public.{table}"), table=sql.Identifier("public", table))
-        )
+    advance_identity_sequences(conn)
 
 
 def _script_text(script: str | os.PathLike[str]) -> str:

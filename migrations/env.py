@@ -19,7 +19,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
 
-from rls_policies.names import check_prefix
+from rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 
 config = context.config
 
@@ -55,6 +55,34 @@ def stored_prefix(connection: Connection) -> str | None:
     return connection.execute(text("SELECT agency_rls.role_prefix()")).scalar_one()
 
 
+def refuse_taken_prefix(connection: Connection, prefix: str) -> None:
+    """Refuse, in one line, a prefix whose roles belong to another database of the cluster.
+
+    Roles are cluster-wide: adopting another database's roles would let its principals read
+    this one. The recorded SQL refuses too; this says it before anything runs, with the remedy.
+    """
+    database = connection.execute(text("SELECT current_database()")).scalar_one()
+    rows = connection.execute(
+        text(
+            "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles"
+            " WHERE rolname = ANY (:names) ORDER BY rolname"
+        ),
+        {"names": list(ManagementRoles(prefix).all())},
+    ).all()
+    for name, marker in rows:
+        owner = marker_database(marker)
+        if owner is not None and owner != database:
+            where = f"database {owner!r}"
+        elif marker == MANAGEMENT_MARKER:
+            where = "another database (migrated before revision 0003)"
+        else:
+            continue
+        raise SystemExit(
+            f"agency-rls: role prefix {prefix!r} is taken: role {name!r} belongs to {where}; a prefix belongs to "
+            "one database: migrate this one with another --role-prefix (e.g. --role-prefix crm2_)"
+        )
+
+
 def run_migrations_offline() -> None:
     """Print the SQL of the requested revisions for review."""
     config.attributes["role_prefix"] = requested_prefix() or ""
@@ -74,6 +102,8 @@ def run_migrations_online() -> None:
                 f"agency-rls: this database was migrated with role prefix {stored!r}, not {requested!r}"
             )
         config.attributes["role_prefix"] = stored if stored is not None else (requested or "")
+        if stored is None:
+            refuse_taken_prefix(connection, config.attributes["role_prefix"])
         connection.commit()
         context.configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():

@@ -96,6 +96,9 @@ class Differential:
         """Replace the database's rows with ``world``'s and provision its principals."""
         with self.admin.transaction():
             self.admin.execute(TRUNCATE)
+            # The next world may map a role name differently, and a principal is never remapped in
+            # place: provisioning the empty world drops the previous world's principal roles.
+            self.provision(self.admin)
             load_world(self.admin, world, prefix=self.prefix)
         self.provision(self.admin)
         stored = world_from_connection(self.admin)

@@ -20,8 +20,30 @@ PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 #: Characters never accepted in a role name (even though PostgreSQL would quote them).
 _FORBIDDEN = re.compile(r"[\"'\\\s\x00-\x1f\x7f]")
 
+#: Role comments that mark a role as this project's. Roles are cluster-wide and databases are
+#: not: the marker names the one database a role belongs to (``agency-rls:principal
+#: database=crm``), so a second database never adopts, alters or drops it. The bare markers are
+#: what revisions before 0003 wrote; 0003 claims them for the database that migrates.
 PRINCIPAL_MARKER = "agency-rls:principal"
 MANAGEMENT_MARKER = "agency-rls:management"
+
+
+def principal_marker(database: str) -> str:
+    """The comment on a principal role that belongs to ``database``."""
+    return f"{PRINCIPAL_MARKER} database={database}"
+
+
+def management_marker(database: str) -> str:
+    """The comment on a management role that belongs to ``database``."""
+    return f"{MANAGEMENT_MARKER} database={database}"
+
+
+def marker_database(marker: str | None) -> str | None:
+    """The database a role's marker names (None for a bare marker or a role that is not ours)."""
+    for kind in (PRINCIPAL_MARKER, MANAGEMENT_MARKER):
+        if marker is not None and marker.startswith(f"{kind} database="):
+            return marker[len(kind) + len(" database=") :]
+    return None
 
 
 class RoleNameError(ValueError):

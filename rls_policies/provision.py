@@ -10,12 +10,22 @@ What it does (all or nothing):
 2. every principal row gets a role: created NOLOGIN (LOGIN on request), INHERIT, marked
    with the comment ``agency-rls:principal``, made a member of its kind's group role, and
    granted to the backend role;
-3. with ``prune``: roles marked as this project's principals, in its group roles, whose row
-   is gone are dropped.
+3. with ``prune``: roles marked as this database's principals whose row is gone are dropped,
+   after what they own here (large objects, default privileges) is dropped; live principals
+   lose what they own here too (a principal has no business owning anything).
 
-It refuses, before changing anything, any name it would not create (see ``names``) and any
-existing role it did not create: a role without the marker, a superuser, BYPASSRLS,
+Roles are cluster-wide: every role it creates carries the marker ``agency-rls:principal
+database=<this database>``, and it never adopts, alters or drops a role marked for another
+database. It refuses, before changing anything, any name it would not create (see ``names``)
+and any existing role it did not create: a role without the marker, a superuser, BYPASSRLS,
 CREATEROLE, CREATEDB or REPLICATION role, a predefined role, or a management role.
+
+It also reports what principals, the group roles and the backend own in this database or
+elsewhere (``owned_objects``), and resets the role-level settings principals and group roles
+gave themselves (``ALTER ROLE … SET``: readable by every role, a channel between principals).
+
+Concurrent runs serialise on a lock of ``agency_rls.provision_lock`` (a table principals have no
+privilege on, so they cannot hold a conflicting lock), waiting at most ``lock_timeout_ms``.
 """
 
 from __future__ import annotations
@@ -26,11 +36,13 @@ import psycopg
 from psycopg import sql
 
 from rls_policies.names import (
-    PRINCIPAL_MARKER,
     ManagementRoles,
     RoleNameError,
     check_role_name,
     default_principal_role,
+    management_marker,
+    marker_database,
+    principal_marker,
 )
 
 #: Roles below this oid are built in (predefined roles, the bootstrap superuser).
@@ -51,6 +63,10 @@ class ProvisionReport:
     roles_updated: list[str] = field(default_factory=list)
     roles_dropped: list[str] = field(default_factory=list)
     principals: int = 0
+    owned_objects: list[str] = field(default_factory=list)
+    settings_reset: list[str] = field(default_factory=list)
+    sequences_advanced: dict[str, int] = field(default_factory=dict)  # table -> largest id
+    derived_rows_repaired: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -61,6 +77,10 @@ class ProvisionReport:
             "roles_created": self.roles_created,
             "roles_updated": self.roles_updated,
             "roles_dropped": self.roles_dropped,
+            "owned_objects": self.owned_objects,
+            "settings_reset": self.settings_reset,
+            "sequences_advanced": self.sequences_advanced,
+            "derived_rows_repaired": self.derived_rows_repaired,
         }
 
 
@@ -74,7 +94,9 @@ def stored_prefix(conn: psycopg.Connection) -> str:
     return str(row[0])
 
 
-def provision(conn: psycopg.Connection, *, login: bool = False, prune: bool = False) -> ProvisionReport:
+def provision(
+    conn: psycopg.Connection, *, login: bool = False, prune: bool = False, lock_timeout_ms: int = 30_000
+) -> ProvisionReport:
     """Provision principal roles on ``conn`` in one transaction; see the module docstring.
 
     Set-based: the catalog is read in a few queries, every refusal is decided before any
@@ -82,28 +104,134 @@ def provision(conn: psycopg.Connection, *, login: bool = False, prune: bool = Fa
     in seconds, not minutes).
     """
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('agency-rls provision'))")
         prefix = stored_prefix(conn)
+        _lock(conn, lock_timeout_ms)
         roles = ManagementRoles(prefix)
+        database = _check_prefix_belongs_here(conn, roles)
         report = ProvisionReport(prefix=prefix)
+        if prune:
+            # Before rows are added: a default row may name a stale role, which must go first.
+            _prune(conn, roles, database, report)
         _add_default_principal_rows(conn, prefix, report)
+        # Loads nobody told us about: sequences behind explicit ids, derived columns a
+        # replica-mode load left wrong (rls_policies.maintenance says why each matters).
+        from rls_policies.maintenance import (
+            MaintenanceError,
+            advance_identity_sequences,
+            repair_derived_columns,
+        )
+
+        try:
+            report.sequences_advanced = advance_identity_sequences(conn)
+            report.derived_rows_repaired = repair_derived_columns(conn)
+        except MaintenanceError as error:
+            raise ProvisionError(str(error)) from None
         principals = conn.execute(
-            "SELECT role_name, kind, (kind = 'agency' AND insurer_id IS NOT NULL) AS restricted"
-            "  FROM public.principal ORDER BY role_name"
+            "SELECT role_name, kind, agency_id, insurer_id FROM public.principal ORDER BY role_name"
         ).fetchall()
         report.principals = len(principals)
         existing = _existing_roles(conn, roles, [row[0] for row in principals])
+        recorded = _provisioned_mappings(conn)
         statements: list[sql.Composable] = []
-        for role_name, kind, restricted in principals:
+        for role_name, kind, agency_id, insurer_id in principals:
+            mapping = (kind, agency_id, insurer_id)
+            restricted = kind == "agency" and insurer_id is not None
             wanted_groups = roles.groups_for(kind, restricted=restricted)
+            role = existing.get(role_name)
             statements += _plan_principal_role(
-                roles, role_name, wanted_groups, existing.get(role_name), login=login, report=report
+                roles,
+                role_name,
+                wanted_groups,
+                role,
+                marker=principal_marker(database),
+                login=login,
+                report=report,
             )
-        if prune:
-            statements += _plan_prune(conn, roles, {row[0] for row in principals}, report)
+            if role is None or recorded.get(role_name) is None:
+                statements += _record_mapping(role_name, mapping)
+            elif recorded[role_name] != mapping:
+                raise ProvisionError(
+                    f"principal {role_name!r} was provisioned for {_describe(recorded[role_name])}, but its row "
+                    f"now says {_describe(mapping)} (a row replaced behind provisioning's back); a principal is "
+                    "never remapped in place: delete its row, run 'agency-rls provision --prune', insert the "
+                    "new row, provision (nothing changed)"
+                )
+        if statements:
+            conn.execute(sql.SQL(";\n").join(statements))
+        statements = _plan_owned_objects(conn, roles, database, report, drop=prune)
         if statements:
             conn.execute(sql.SQL(";\n").join(statements))
     return report
+
+
+Mapping = tuple[str, int | None, int | None]  # kind, agency_id, insurer_id
+
+
+def _provisioned_mappings(conn: psycopg.Connection) -> dict[str, Mapping]:
+    """What each principal role was provisioned for (agency_rls.provisioned_principal)."""
+    rows = conn.execute(
+        "SELECT role_name, kind, agency_id, insurer_id FROM agency_rls.provisioned_principal"
+    ).fetchall()
+    return {name: (kind, agency_id, insurer_id) for name, kind, agency_id, insurer_id in rows}
+
+
+def _record_mapping(role_name: str, mapping: Mapping) -> list[sql.Composable]:
+    """Statements recording that ``role_name`` is provisioned for ``mapping`` (replacing a stale record)."""
+    name = sql.Literal(role_name)
+    return [
+        sql.SQL("DELETE FROM agency_rls.provisioned_principal WHERE role_name = {}").format(name),
+        sql.SQL(
+            "INSERT INTO agency_rls.provisioned_principal (role_name, kind, agency_id, insurer_id) VALUES ({})"
+        ).format(sql.SQL(", ").join([name, *(sql.Literal(value) for value in mapping)])),
+    ]
+
+
+def _describe(mapping: Mapping) -> str:
+    kind, agency_id, insurer_id = mapping
+    if kind == "insurer":
+        return f"insurer #{insurer_id}"
+    return f"agency #{agency_id}" + (
+        f" restricted to insurer #{insurer_id}" if insurer_id is not None else ""
+    )
+
+
+def _lock(conn: psycopg.Connection, timeout_ms: int) -> None:
+    """Serialise provisioning on this database; ProvisionError when the lock is not granted in time."""
+    if conn.execute("SELECT to_regclass('agency_rls.provision_lock')").fetchone() == (None,):
+        raise ProvisionError(
+            "this database is at an older agency-rls revision: run 'agency-rls migrate' first"
+        )
+    previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout_ms)}ms",))
+    try:
+        conn.execute("LOCK TABLE agency_rls.provision_lock IN SHARE UPDATE EXCLUSIVE MODE")
+    except psycopg.errors.LockNotAvailable:
+        raise ProvisionError(
+            f"another 'agency-rls provision' is running on this database (agency_rls.provision_lock not "
+            f"granted within {timeout_ms} ms); nothing changed, try again"
+        ) from None
+    assert previous is not None
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (previous[0],))
+
+
+def _check_prefix_belongs_here(conn: psycopg.Connection, roles: ManagementRoles) -> str:
+    """This database's name, after checking that the prefix's management roles are marked for it."""
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    database = str(row[0])
+    for name, marker in conn.execute(
+        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles"
+        " WHERE rolname = ANY (%s) ORDER BY rolname",
+        (list(roles.all()),),
+    ):
+        if marker != management_marker(database):
+            owner = marker_database(marker)
+            raise ProvisionError(
+                f"role {name!r} of prefix {roles.prefix!r} belongs to "
+                + (f"database {owner!r}" if owner else "no database of this version")
+                + f", not {database!r}; nothing changed"
+            )
+    return database
 
 
 def _add_default_principal_rows(conn: psycopg.Connection, prefix: str, report: ProvisionReport) -> None:
@@ -187,6 +315,7 @@ def _plan_principal_role(
     wanted_groups: tuple[str, ...],
     existing: _ExistingRole | None,
     *,
+    marker: str,
     login: bool,
     report: ProvisionReport,
 ) -> list[sql.Composable]:
@@ -205,17 +334,21 @@ def _plan_principal_role(
         statements.append(
             sql.SQL("CREATE ROLE {} {} INHERIT").format(ident, sql.SQL("LOGIN" if login else "NOLOGIN"))
         )
-        statements.append(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(PRINCIPAL_MARKER)))
+        statements.append(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(marker)))
         report.roles_created.append(name)
     else:
         if existing.oid < FIRST_NORMAL_OID or existing.powerful:
             raise ProvisionError(
                 f"principal row {name!r} names a privileged or predefined role; refused (nothing changed)"
             )
-        if existing.marker != PRINCIPAL_MARKER:
+        if existing.marker != marker:
+            owner = marker_database(existing.marker)
             raise ProvisionError(
-                f"principal row {name!r} names an existing role that agency-rls did not create; refused "
-                "(nothing changed)"
+                f"principal row {name!r} names a role of database {owner!r}; roles belong to one database, "
+                "refused (nothing changed)"
+                if owner
+                else f"principal row {name!r} names an existing role that agency-rls did not create for this "
+                "database; refused (nothing changed)"
             )
         foreign = existing.member_of - set(roles.groups())
         if foreign:
@@ -238,22 +371,101 @@ def _plan_principal_role(
     return statements
 
 
-def _plan_prune(
-    conn: psycopg.Connection, roles: ManagementRoles, keep: set[str], report: ProvisionReport
+def _prune(conn: psycopg.Connection, roles: ManagementRoles, database: str, report: ProvisionReport) -> None:
+    """Drop this database's principal roles whose principal row is gone, and what they own here."""
+    stale = [
+        name
+        for (name,) in conn.execute(
+            """
+            SELECT DISTINCT r.rolname
+              FROM pg_catalog.pg_auth_members AS m
+              JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
+              JOIN pg_catalog.pg_roles AS r ON r.oid = m.member
+             WHERE g.rolname = ANY (%s)
+               AND shobj_description(r.oid, 'pg_authid') = %s
+               AND NOT EXISTS (SELECT FROM public.principal AS p WHERE p.role_name = r.rolname)
+             ORDER BY r.rolname
+            """,
+            (list(roles.groups()), principal_marker(database)),
+        )
+    ]
+    for name in stale:
+        conn.execute("DELETE FROM agency_rls.provisioned_principal WHERE role_name = %s", (name,))
+        try:
+            conn.execute(
+                sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(name), sql.Identifier(name))
+            )
+        except psycopg.errors.DependentObjectsStillExist as error:
+            raise ProvisionError(
+                f"cannot drop stale principal role {name!r}: {' '.join(str(error).split())} (objects in another "
+                "database: run DROP OWNED BY there); nothing changed"
+            ) from None
+    report.roles_dropped.extend(stale)
+
+
+#: What this database's principals, group roles and backend own or are granted, and their settings.
+#: A principal owns nothing and is granted nothing directly (its privileges come from its group);
+#: the group roles and the backend own nothing. Every row is something a principal made.
+_OWNED_QUERY = """
+WITH ours AS (
+    SELECT r.oid, r.rolname, true AS principal
+      FROM pg_catalog.pg_roles AS r
+     WHERE shobj_description(r.oid, 'pg_authid') = %(principal_marker)s
+    UNION ALL
+    SELECT r.oid, r.rolname, false
+      FROM pg_catalog.pg_roles AS r
+     WHERE r.rolname = ANY (%(kept)s)
+       AND shobj_description(r.oid, 'pg_authid') = %(management_marker)s
+)
+SELECT ours.rolname, ours.principal, db.datname = current_database(), NULL::text AS setting_database,
+       CASE d.deptype WHEN 'o' THEN 'owns ' WHEN 'a' THEN 'is granted privileges on ' ELSE 'is named by ' END
+       || CASE WHEN db.datname = current_database() OR d.dbid = 0
+               THEN pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+               ELSE 'an object in database ' || quote_ident(db.datname) END
+  FROM pg_catalog.pg_shdepend AS d
+  JOIN ours ON ours.oid = d.refobjid AND d.refclassid = 'pg_catalog.pg_authid'::regclass
+  LEFT JOIN pg_catalog.pg_database AS db ON db.oid = d.dbid
+ WHERE ours.principal OR d.deptype = 'o'
+UNION ALL
+SELECT ours.rolname, ours.principal, NULL, coalesce(db.datname, ''),
+       'has role settings ' || array_to_string(s.setconfig, ', ')
+       || CASE WHEN s.setdatabase = 0 THEN '' ELSE ' in database ' || quote_ident(db.datname) END
+  FROM pg_catalog.pg_db_role_setting AS s
+  JOIN ours ON ours.oid = s.setrole
+  LEFT JOIN pg_catalog.pg_database AS db ON db.oid = s.setdatabase
+ ORDER BY 1, 5
+"""
+
+
+def _plan_owned_objects(
+    conn: psycopg.Connection, roles: ManagementRoles, database: str, report: ProvisionReport, *, drop: bool
 ) -> list[sql.Composable]:
-    """DROP ROLE for this project's principal roles whose principal row is gone."""
-    stale = conn.execute(
-        """
-        SELECT DISTINCT r.rolname
-          FROM pg_catalog.pg_auth_members AS m
-          JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid
-          JOIN pg_catalog.pg_roles AS r ON r.oid = m.member
-         WHERE g.rolname = ANY (%s)
-           AND shobj_description(r.oid, 'pg_authid') = %s
-         ORDER BY r.rolname
-        """,
-        (list(roles.groups()), PRINCIPAL_MARKER),
+    """Report what principals made; reset role settings; with ``drop``, DROP OWNED BY the principals.
+
+    Group roles and the backend keep their objects here (DROP OWNED BY a group would also revoke
+    its grants and drop the policies naming it); ``agency-rls downgrade`` removes them.
+    """
+    rows = conn.execute(
+        _OWNED_QUERY,
+        {
+            "principal_marker": principal_marker(database),
+            "management_marker": management_marker(database),
+            "kept": [*roles.groups(), roles.backend],
+        },
     ).fetchall()
-    dropped = [name for (name,) in stale if name not in keep]
-    report.roles_dropped.extend(dropped)
-    return [sql.SQL("DROP ROLE {}").format(sql.Identifier(name)) for name in dropped]
+    statements: list[sql.Composable] = []
+    dropped: set[str] = set()
+    for name, is_principal, here, setting_database, what in rows:
+        report.owned_objects.append(f"{name} {what}")
+        if setting_database is not None:
+            scope = (
+                sql.SQL(" IN DATABASE {}").format(sql.Identifier(setting_database))
+                if setting_database
+                else sql.SQL("")
+            )
+            statements.append(sql.SQL("ALTER ROLE {}{} RESET ALL").format(sql.Identifier(name), scope))
+            report.settings_reset.append(name)
+        elif drop and is_principal and here and name not in dropped:
+            statements.append(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            dropped.add(name)
+    return statements

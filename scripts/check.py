@@ -150,7 +150,7 @@ def install_scenario(
     Relative times are placed around the server's ``now()`` (its clock, not this machine's; the
     transaction's time, so ``valid_from: now`` is valid and ``valid_to: now`` ended even for reads in
     the same transaction). The database must hold no rows of the spec's tables, unless ``replace``,
-    which truncates them first and drops principal roles whose row is gone. Commits nothing itself
+    which truncates them first and drops every principal role of the old world. Commits nothing itself
     when ``conn`` is not in autocommit mode.
     """
     found = stored_prefix(conn)
@@ -163,6 +163,9 @@ def install_scenario(
     with conn.transaction():
         if replace:
             conn.execute(TRUNCATE)
+            # Principal rows may only name roles that do not exist (a row naming a live role would
+            # remap it): drop every principal role of the old world before loading the new one.
+            provision(conn, prune=True)
         elif _holds_rows(conn):
             raise RuntimeError("the database already holds rows of the spec's tables (use replace=True)")
         load_world(conn, world, prefix=prefix)

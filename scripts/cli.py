@@ -148,16 +148,28 @@ def provision(
         bool, typer.Option("--login", help="Create principal roles with LOGIN (for direct-login tests).")
     ] = False,
     prune: Annotated[
-        bool, typer.Option("--prune", help="Drop principal roles whose principal row is gone.")
+        bool,
+        typer.Option(
+            "--prune",
+            help="Drop principal roles whose principal row is gone, and what principals own in this database.",
+        ),
     ] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
 ) -> None:
     """Create principal rows and roles for every agency, insurer and principal row, in one transaction.
 
+    Also moves identity sequences past loaded ids, repairs contract_handler.insurer_id after loads
+    with triggers off, resets role settings principals gave themselves, and warns (on stderr) of
+    objects principals own.
+
     Example: agency-rls provision --prune --format json
     """
     with psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn:
         report = run_provision(conn, login=login, prune=prune)
+    if login:
+        fail(LOGIN_WARNING)
+    for item in report.owned_objects:
+        fail(f"agency-rls: warning: {item}")
     if output is OutputFormat.json:
         print(json.dumps(report.as_dict(), indent=2))
         return
@@ -165,16 +177,29 @@ def provision(
     console.print(
         f"{report.principals} principals; "
         f"{len(report.principal_rows_added)} principal rows added, {len(report.roles_created)} roles created, "
-        f"{len(report.roles_updated)} updated, {len(report.roles_dropped)} dropped."
+        f"{len(report.roles_updated)} updated, {len(report.roles_dropped)} dropped; "
+        f"{len(report.sequences_advanced)} identity sequences advanced, "
+        f"{report.derived_rows_repaired} derived handler rows repaired."
     )
     for label, names in (
         ("added rows", report.principal_rows_added),
         ("created", report.roles_created),
         ("updated", report.roles_updated),
         ("dropped", report.roles_dropped),
+        ("sequences advanced", [f"{t} (past id {top})" for t, top in report.sequences_advanced.items()]),
+        ("role settings reset", sorted(set(report.settings_reset))),
     ):
         if names:
             console.print(f"  {label}: " + ", ".join(names), markup=False, highlight=False)
+
+
+#: Printed by ``provision --login``: what direct login gives a principal that the backend does not.
+LOGIN_WARNING = (
+    "agency-rls: warning: LOGIN principals run SQL of their own, and row level security cannot hide "
+    "everything from them: EXPLAIN ANALYZE row counts reveal hidden rows, planner estimates and "
+    "pg_stat_* counters reveal table sizes (README: 'What row level security cannot hide'). Reserve "
+    "direct login for trusted tools; applications act through the backend role."
+)
 
 
 @app.command()

@@ -73,8 +73,8 @@ from collections import Counter
 from typing import Any, NamedTuple, TypedDict
 
 import psycopg
-from psycopg import sql
 
+from rls_policies.maintenance import advance_identity_sequences
 from schema import ALL_TABLES
 
 __all__ = [
@@ -1287,14 +1287,7 @@ def load_sample_world(conn: psycopg.Connection[Any], *, prefix: str = "") -> Non
             " VALUES (%s, 'agency', %s, %s)",
             (prefix + STAFF_ROLE, a[_STAFF_AGENCY], i[_STAFF_INSURER]),
         )
-        for table in TABLES:
-            if table == "principal":
-                continue
-            cur.execute(
-                sql.SQL(
-                    "SELECT setval(pg_get_serial_sequence({qualified}, 'id'), max(id)) FROM {table}"
-                ).format(qualified=sql.Literal(f"public.{table}"), table=sql.Identifier("public", table))
-            )
+    advance_identity_sequences(conn)
 
 
 # ------------------------------------------------------------------------------------------------

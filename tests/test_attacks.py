@@ -509,12 +509,19 @@ def test_37_38_aggregates_and_joins_stay_in_scope(world: World, superuser: psyco
 def test_provisioning_never_adopts_postgres_or_the_owner_through_a_principal_row(
     mutable_world: World,
 ) -> None:
-    """The spec's provisioning rules, on a full world: nothing changes when a row names a management role."""
+    """The spec's provisioning rules, on a full world: the database refuses a row naming a management
+    role; one that a load with triggers off got in anyway is refused by provisioning."""
     from rls_policies.provision import ProvisionError
 
     with mutable_world.admin() as admin:
         for name in ("postgres", mutable_world.role("rls_owner")):
+            with pytest.raises(psycopg.errors.DuplicateObject, match="already exists"):
+                admin.execute(
+                    "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', %s)",
+                    (name, AGENCY_IDS["W11"]),
+                )
             with admin.transaction():
+                admin.execute("SET LOCAL session_replication_role = replica")
                 admin.execute(
                     "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', %s)",
                     (name, AGENCY_IDS["W11"]),

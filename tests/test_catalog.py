@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from rls_policies.names import MANAGEMENT_MARKER, PRINCIPAL_MARKER, ManagementRoles
+from rls_policies.names import ManagementRoles, management_marker, principal_marker
 from schema import PROTECTED_TABLES
 from tests.support import World
 
@@ -120,7 +120,9 @@ def test_memberships_reach_only_the_projects_own_unprivileged_roles(
         ).fetchall()
         for name, powerful, marker in reachable:
             assert not powerful, f"{role} reaches {name}"
-            assert marker in (PRINCIPAL_MARKER, MANAGEMENT_MARKER), f"{role} reaches foreign role {name}"
+            assert marker in (principal_marker(world.db.name), management_marker(world.db.name)), (
+                f"{role} reaches foreign role {name}"
+            )
             assert name not in (roles.owner, roles.helper), f"{role} reaches {name}"
 
 

@@ -2,8 +2,11 @@
 
 - The tables a migrated database has are the ones schema/tables.py defines (Alembic's own
   autogenerate comparison finds no difference).
-- The SQL the head revision recorded is the current rls_policies/sql definition; changing a rule
-  without a new revision (which records the new SQL) fails here.
+- A database migrated through every revision has the same catalog (policies as the server renders
+  them, function bodies and settings, triggers, constraints, grants, RLS flags, roles, their
+  attributes, markers and memberships) as one built by applying the current rls_policies/sql
+  definition directly; changing a rule without a new revision (which records the SQL that moves
+  the previous revision to the new definition) fails here. And the definition's teardown undoes it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from rls_policies.definition import TEARDOWN_FILE, read_template, security_template
+from rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
+from rls_policies.names import ManagementRoles
 from schema import metadata
+from scripts import migrations_runner
 from scripts.database import sqlalchemy_url
-from tests.support import ScratchDatabase
+from tests.support import ScratchDatabase, create_database
 
 VERSIONS = Path(__file__).parent.parent / "migrations" / "versions"
 
@@ -50,8 +55,88 @@ def test_migrated_tables_match_the_schema_definition(fresh_db: ScratchDatabase) 
         fresh_db.downgrade_base()
 
 
-def test_the_head_revision_recorded_the_current_definition() -> None:
-    recorded = (VERSIONS / "0002_row_level_security.sql").read_text(encoding="utf-8")
-    assert recorded.endswith(security_template())
-    recorded_down = (VERSIONS / "0002_row_level_security_down.sql").read_text(encoding="utf-8")
-    assert recorded_down.endswith(read_template(TEARDOWN_FILE))
+#: The catalog of everything the definition makes, for one database and role prefix.
+DEFINITION_QUERIES: dict[str, str] = {
+    "schemas": """
+        SELECT n.nspname, n.nspowner::regrole::text, coalesce(n.nspacl::text, ''),
+               coalesce(obj_description(n.oid, 'pg_namespace'), '')
+          FROM pg_namespace AS n WHERE n.nspname IN ('public', 'agency_rls') ORDER BY 1""",
+    "relations": """
+        SELECT c.oid::regclass::text, c.relkind, c.relowner::regrole::text, coalesce(c.relacl::text, ''),
+               c.relrowsecurity, c.relforcerowsecurity, coalesce(obj_description(c.oid, 'pg_class'), '')
+          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'agency_rls') AND c.relname <> 'alembic_version' ORDER BY 1""",
+    "column_acl": """
+        SELECT a.attrelid::regclass::text, a.attname, a.attacl::text
+          FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
+          JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'agency_rls') AND a.attacl IS NOT NULL ORDER BY 1, 2""",
+    "functions": """
+        SELECT p.oid::regprocedure::text, p.proowner::regrole::text, coalesce(p.proacl::text, ''),
+               pg_get_function_result(p.oid), p.prosecdef, p.provolatile, p.proparallel, p.prorows,
+               coalesce(p.proconfig::text, ''), p.prosrc, coalesce(obj_description(p.oid, 'pg_proc'), '')
+          FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('public', 'agency_rls') ORDER BY 1""",
+    "policies": """
+        SELECT schemaname, tablename, policyname, permissive, roles::text, cmd, coalesce(qual, ''),
+               coalesce(with_check, '')
+          FROM pg_policies ORDER BY 1, 2, 3""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid)
+          FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+          FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "indexes": """
+        SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid)
+          FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname <> 'alembic_version' ORDER BY 1""",
+    "roles": """
+        SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
+               r.rolreplication, r.rolbypassrls, coalesce(shobj_description(r.oid, 'pg_authid'), '')
+          FROM pg_roles AS r WHERE starts_with(r.rolname, %(prefix)s) ORDER BY 1""",
+    "memberships": """
+        SELECT g.rolname, m.rolname, a.admin_option
+          FROM pg_auth_members AS a
+          JOIN pg_roles AS g ON g.oid = a.roleid JOIN pg_roles AS m ON m.oid = a.member
+         WHERE starts_with(g.rolname, %(prefix)s) OR starts_with(m.rolname, %(prefix)s) ORDER BY 1, 2""",
+}
+
+
+def definition_catalog(db: ScratchDatabase) -> dict[str, list[tuple[object, ...]]]:
+    """DEFINITION_QUERIES on ``db``, with its role prefix and database name written as <p> and <db>."""
+
+    def normal(value: object) -> object:
+        return value.replace(db.prefix, "<p>").replace(db.name, "<db>") if isinstance(value, str) else value
+
+    with db.connect() as conn:
+        return {
+            name: [
+                tuple(normal(v) for v in row) for row in conn.execute(query, {"prefix": db.prefix}).fetchall()
+            ]  # type: ignore[call-overload]
+            for name, query in DEFINITION_QUERIES.items()
+        }
+
+
+def test_migrating_through_every_revision_gives_the_current_definition(server: str) -> None:
+    migrated, fresh = create_database(server, "drift_migrated"), create_database(server, "drift_fresh")
+    try:
+        migrated.migrate()
+        migrations_runner.upgrade(fresh.url, "0001", role_prefix=fresh.prefix)
+        roles = ManagementRoles(fresh.prefix)
+        with fresh.connect() as conn:
+            conn.execute(render(security_template(), roles))
+        try:
+            by_revisions, by_definition = definition_catalog(migrated), definition_catalog(fresh)
+            for part in DEFINITION_QUERIES:
+                assert by_revisions[part] == by_definition[part], part
+        finally:
+            with fresh.connect() as conn:
+                conn.execute(render(read_template(TEARDOWN_FILE), roles))
+                assert conn.execute("SELECT to_regnamespace('agency_rls')").fetchone() == (None,)
+            assert fresh.leftover_roles() == []
+            migrations_runner.downgrade(fresh.url, "base")
+            migrated.downgrade_base()
+    finally:
+        fresh.drop()
+        migrated.drop()

@@ -109,6 +109,7 @@ def test_world_to_sql_and_scenarios_round_trip(fuzz: Differential) -> None:
     def round_trip(world: World) -> None:
         with fuzz.admin.transaction():
             fuzz.admin.execute(TRUNCATE)
+            fuzz.provision(fuzz.admin)  # drops the last world's principal roles: never remapped in place
         fuzz.admin.execute(world_to_sql(world, prefix=fuzz.prefix))
         assert world_from_connection(fuzz.admin) == world.with_role_prefix(fuzz.prefix).sorted()
         assert world_from_yaml(world_to_yaml(world, ANCHOR), now=ANCHOR) == world

@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 from typer.testing import CliRunner
 
-from rls_policies.names import PRINCIPAL_MARKER
+from rls_policies.names import principal_marker
 from rls_policies.provision import ProvisionError, provision
 from scripts.cli import app
 from tests.catalog import snapshot
@@ -62,7 +62,7 @@ def test_creates_default_principals_and_is_idempotent(small_db: ScratchDatabase)
             (p + "insurer_nl", "insurer", None, 1),
         ]
         roles = roles_of(conn, p)
-        assert roles[p + "agency_s1"] == (False, PRINCIPAL_MARKER)  # NOLOGIN unless asked
+        assert roles[p + "agency_s1"] == (False, principal_marker(small_db.name))  # NOLOGIN unless asked
         second = provision(conn)
         assert (second.roles_created, second.roles_updated, second.principal_rows_added) == ([], [], [])
         memberships = conn.execute(
@@ -97,7 +97,7 @@ def test_picks_up_rows_inserted_by_plain_sql_and_prunes(small_db: ScratchDatabas
         )
         report = provision(conn, login=True)
         assert sorted(report.roles_created) == [p + "agency_m1", p + "staff_nl_at_m1"]
-        assert roles_of(conn, p)[p + "staff_nl_at_m1"] == (True, PRINCIPAL_MARKER)
+        assert roles_of(conn, p)[p + "staff_nl_at_m1"] == (True, principal_marker(small_db.name))
         conn.execute("DELETE FROM public.principal WHERE role_name = %s", (p + "staff_nl_at_m1",))
         assert provision(conn).roles_dropped == []  # without --prune nothing is dropped
         assert p + "staff_nl_at_m1" in roles_of(conn, p)
@@ -106,23 +106,25 @@ def test_picks_up_rows_inserted_by_plain_sql_and_prunes(small_db: ScratchDatabas
 
 
 @pytest.mark.parametrize(
-    "role_name, reason",
+    "role_name, refused_by_database, reason",
     [
-        ("postgres", "privileged or predefined"),
-        ("pg_read_all_data", "reserved for predefined roles"),
-        ("{prefix}rls_owner", "management role"),
-        ("{prefix}rls_backend", "management role"),
-        ("{prefix}foreign", "did not create"),
-        ("{prefix}bypass", "privileged or predefined"),
-        ('{prefix}quo"te', "quotes"),
-        ("{prefix}o'brien", "quotes"),
-        ("{prefix}two words", "whitespace"),
+        ("postgres", "already exists", "privileged or predefined"),
+        ("pg_read_all_data", "not canonical", "reserved for predefined roles"),
+        ("{prefix}rls_owner", "already exists", "management role"),
+        ("{prefix}rls_backend", "already exists", "management role"),
+        ("{prefix}rls_agency", "already exists", "management role"),
+        ("{prefix}foreign", "already exists", "did not create"),
+        ("{prefix}bypass", "already exists", "privileged or predefined"),
+        ('{prefix}quo"te', "not canonical", "quotes"),
+        ("{prefix}o'brien", "not canonical", "quotes"),
+        ("{prefix}two words", "not canonical", "whitespace"),
     ],
 )
 def test_refuses_a_principal_row_naming_a_role_it_must_not_adopt(
-    small_db: ScratchDatabase, role_name: str, reason: str
+    small_db: ScratchDatabase, role_name: str, refused_by_database: str, reason: str
 ) -> None:
-    """Attack 39 / the spec's provisioning rules: clear error, nothing changed."""
+    """Attack 39 / the spec's provisioning rules: the database refuses the row; provisioning refuses
+    it too when a load with triggers off put it there. Clear error, nothing changed."""
     p = small_db.prefix
     name = role_name.format(prefix=p)
     with small_db.connect() as conn:
@@ -130,12 +132,15 @@ def test_refuses_a_principal_row_naming_a_role_it_must_not_adopt(
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN BYPASSRLS").format(sql.Identifier(p + "bypass")))
         conn.execute(
             sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                sql.Identifier(p + "bypass"), sql.Literal(PRINCIPAL_MARKER)
+                sql.Identifier(p + "bypass"), sql.Literal(principal_marker(small_db.name))
             )
         )
-        conn.execute(
-            "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)", (name,)
-        )
+        insert = "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)"
+        with pytest.raises(psycopg.Error, match=refused_by_database):
+            conn.execute(insert, (name,))
+        with conn.transaction():  # a load with triggers off
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(insert, (name,))
         before = snapshot(conn, p)
         with pytest.raises(ProvisionError, match=reason):
             provision(conn)
@@ -185,3 +190,13 @@ def test_command_line_error_is_one_line_and_non_zero(fresh_db: ScratchDatabase) 
     assert (
         result.stderr.strip() == "agency-rls: this database is not migrated: run 'agency-rls migrate' first"
     )
+
+
+def test_login_principals_come_with_the_residual_channel_warning(small_db: ScratchDatabase) -> None:
+    """Issue 7, existence oracles: direct login lets a principal run EXPLAIN ANALYZE; provision says so."""
+    result = CliRunner().invoke(app, ["provision", "--login", "--database-url", small_db.url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert "What row level security cannot hide" in result.stderr
+    assert json.loads(result.stdout)["roles_created"]
+    quiet = CliRunner().invoke(app, ["provision", "--database-url", small_db.url])
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -22,3 +22,70 @@ CREATE TRIGGER principal_mapping_is_immutable
           OR OLD.agency_id IS DISTINCT FROM NEW.agency_id
           OR OLD.insurer_id IS DISTINCT FROM NEW.insurer_id)
     EXECUTE FUNCTION agency_rls.principal_mapping_is_immutable();
+
+-- agency-rls: what each principal role was provisioned for.
+--
+-- agency-rls provision records here, for every principal role it creates, the mapping of the
+-- principal row it created the role for. The scope functions honour a principal row only when
+-- it matches this record, and a principal row naming a role that exists is accepted only when
+-- it matches too: a reload of the same principal rows works, but a row that would hand an
+-- existing role another scope (a group or management role, another database's role, or a live
+-- principal remapped by DELETE + INSERT, even in one statement) is refused. To remap a
+-- principal: delete its row, run 'agency-rls provision --prune' (which drops the role and its
+-- record), insert the new row, provision.
+CREATE TABLE agency_rls.provisioned_principal (
+    role_name  text PRIMARY KEY,
+    kind       text NOT NULL,
+    agency_id  bigint,
+    insurer_id bigint
+);
+ALTER TABLE agency_rls.provisioned_principal OWNER TO {{owner}};
+REVOKE ALL ON agency_rls.provisioned_principal FROM PUBLIC;
+GRANT SELECT ON agency_rls.provisioned_principal TO {{helper}};
+COMMENT ON TABLE agency_rls.provisioned_principal IS 'agency-rls: the mapping each principal role was provisioned for (written by agency-rls provision)';
+
+-- A new principal row names a role that does not exist yet (provision creates it), or a role
+-- provisioned for exactly this mapping. Names are canonical: lower case (unquoted SQL folds
+-- case, so 'Agency_S1' and 'agency_s1' would be two principals and the wrong one is entered), at
+-- most 63 bytes (longer names are truncated by PostgreSQL), no quotes, backslashes, whitespace or
+-- control characters, no pg_. SECURITY DEFINER (owned by {{helper}}) so that the checks see every
+-- principal row and the provisioning record.
+CREATE FUNCTION agency_rls.principal_row_names_a_new_role() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.role_name IS DISTINCT FROM pg_catalog.lower(NEW.role_name)
+       OR NEW.role_name ~ '["''\\[:space:][:cntrl:]]'
+       OR pg_catalog.octet_length(NEW.role_name) NOT BETWEEN 1 AND 63
+       OR NEW.role_name LIKE 'pg\_%' THEN
+        RAISE EXCEPTION 'agency-rls: principal role name % is not canonical', pg_catalog.quote_literal(NEW.role_name)
+            USING HINT = 'use lower case, at most 63 bytes, no quotes, backslashes, whitespace or control characters, not pg_',
+                  ERRCODE = 'check_violation';
+    END IF;
+    IF EXISTS (SELECT FROM public.principal AS p
+                WHERE pg_catalog.lower(p.role_name) = NEW.role_name) THEN
+        RAISE EXCEPTION 'agency-rls: principal % collides with an existing principal', pg_catalog.quote_ident(NEW.role_name)
+            USING HINT = 'principal role names must differ in more than case',
+                  ERRCODE = 'unique_violation';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = NEW.role_name)
+       AND NOT EXISTS (SELECT FROM agency_rls.provisioned_principal AS pp
+                        WHERE pp.role_name = NEW.role_name
+                          AND pp.kind = NEW.kind
+                          AND pp.agency_id IS NOT DISTINCT FROM NEW.agency_id
+                          AND pp.insurer_id IS NOT DISTINCT FROM NEW.insurer_id) THEN
+        RAISE EXCEPTION 'agency-rls: role % already exists and was not provisioned for this principal row',
+                pg_catalog.quote_ident(NEW.role_name)
+            USING HINT = 'to remap a principal: delete its row, run agency-rls provision --prune (drops the role), insert the new row, run agency-rls provision',
+                  ERRCODE = 'duplicate_object';
+    END IF;
+    RETURN NEW;
+END
+$$;
+ALTER FUNCTION agency_rls.principal_row_names_a_new_role() OWNER TO {{helper}};
+
+CREATE TRIGGER principal_row_names_a_new_role
+    BEFORE INSERT ON public.principal
+    FOR EACH ROW
+    EXECUTE FUNCTION agency_rls.principal_row_names_a_new_role();

@@ -1,8 +1,10 @@
 -- agency-rls: management roles and the helper schema.
 --
--- Roles are cluster-wide, so each one carries the marker comment 'agency-rls:management';
--- a role of the same name that lacks the marker, or that is a superuser, BYPASSRLS (other
--- than the helper owner), CREATEROLE or predefined role, is never adopted.
+-- Roles are cluster-wide and databases are not, so a prefix's roles belong to exactly one
+-- database: each carries the marker comment 'agency-rls:management database=<that database>'.
+-- A role of the same name with another database's marker (the prefix is taken: choose another
+-- one), without the marker, or that is a superuser, BYPASSRLS (other than the helper owner),
+-- CREATEROLE or predefined role, is never adopted.
 --
 --   {{owner}}          NOLOGIN, owns the tables; FORCE row level security applies to it too.
 --   {{helper}}         NOLOGIN BYPASSRLS, owns only the SECURITY DEFINER scope functions;
@@ -24,6 +26,8 @@ DECLARE
         [{{agency_writer_group_name}}, 'NOLOGIN NOINHERIT'],
         [{{insurer_group_name}}, 'NOLOGIN NOINHERIT']
     ];
+    marker CONSTANT text := 'agency-rls:management database=' || pg_catalog.current_database();
+    found_marker text;
     i int;
     existing pg_catalog.pg_roles%ROWTYPE;
 BEGIN
@@ -31,9 +35,19 @@ BEGIN
         SELECT * INTO existing FROM pg_catalog.pg_roles WHERE rolname = wanted[i][1];
         IF NOT FOUND THEN
             EXECUTE pg_catalog.format('CREATE ROLE %I %s', wanted[i][1], wanted[i][2]);
-            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', wanted[i][1], 'agency-rls:management');
-        ELSIF pg_catalog.shobj_description(existing.oid, 'pg_authid')
-                  IS DISTINCT FROM 'agency-rls:management'
+            EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', wanted[i][1], marker);
+            CONTINUE;
+        END IF;
+        found_marker := pg_catalog.shobj_description(existing.oid, 'pg_authid');
+        IF found_marker LIKE 'agency-rls:management%' AND found_marker IS DISTINCT FROM marker THEN
+            RAISE EXCEPTION 'agency-rls: role prefix % is taken: role % belongs to %',
+                pg_catalog.quote_literal({{prefix_literal}}), pg_catalog.quote_ident(wanted[i][1]),
+                CASE WHEN found_marker LIKE 'agency-rls:management database=%'
+                     THEN 'database ' || pg_catalog.quote_ident(pg_catalog.substr(found_marker, 32))
+                     ELSE 'another database' END
+                USING HINT = 'migrate this database with another --role-prefix (a prefix belongs to one database)',
+                      ERRCODE = 'duplicate_object';
+        ELSIF found_marker IS DISTINCT FROM marker
               OR existing.rolsuper OR existing.rolcreaterole OR existing.rolcreatedb
               OR existing.rolreplication
               OR (existing.rolbypassrls AND wanted[i][1] <> {{helper_name}})
@@ -54,3 +68,12 @@ CREATE FUNCTION agency_rls.role_prefix() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN {{prefix_literal}};
 ALTER FUNCTION agency_rls.role_prefix() OWNER TO {{owner}};
+
+-- Provisioning serialises on a lock of this table (SHARE UPDATE EXCLUSIVE, which conflicts with
+-- itself). Principals have no privilege on it, so they cannot take that lock or any lock that
+-- conflicts with it: a PREPAREd statement naming it holds only ACCESS SHARE, and every other
+-- way to lock it checks privileges first. (An advisory lock would not do: any role can take one.)
+CREATE TABLE agency_rls.provision_lock ();
+ALTER TABLE agency_rls.provision_lock OWNER TO {{owner}};
+REVOKE ALL ON agency_rls.provision_lock FROM PUBLIC;
+COMMENT ON TABLE agency_rls.provision_lock IS 'agency-rls: agency-rls provision locks this table; it holds no rows';

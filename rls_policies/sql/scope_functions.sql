@@ -40,6 +40,10 @@ $$;
 
 -- The caller's principal row: kind, agency, insurer (for an agency principal: its restriction).
 -- No row for a role that is not a principal, so every scope below is empty: default deny.
+-- A row counts only when provisioning created its role for this database (the role's marker
+-- comment names it) and for this very mapping (agency_rls.provisioned_principal): a row naming
+-- a group or management role (which every principal can SET ROLE to), another database's role,
+-- a role nobody provisioned, or a principal remapped behind provisioning's back grants nothing.
 CREATE FUNCTION agency_rls.acting_principal(OUT kind text, OUT agency_id bigint, OUT insurer_id bigint)
     RETURNS SETOF record ROWS 1
     LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
@@ -49,7 +53,15 @@ BEGIN
     RETURN QUERY
     SELECT p.kind, p.agency_id, p.insurer_id
       FROM public.principal AS p
-     WHERE p.role_name = agency_rls.acting_role();
+      JOIN agency_rls.provisioned_principal AS pp
+        ON pp.role_name = p.role_name
+       AND pp.kind = p.kind
+       AND pp.agency_id IS NOT DISTINCT FROM p.agency_id
+       AND pp.insurer_id IS NOT DISTINCT FROM p.insurer_id
+      JOIN pg_catalog.pg_roles AS r ON r.rolname = p.role_name
+     WHERE p.role_name = agency_rls.acting_role()
+       AND pg_catalog.shobj_description(r.oid, 'pg_authid')
+           = 'agency-rls:principal database=' || pg_catalog.current_database();
 END
 $$;
 

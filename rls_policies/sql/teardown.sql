@@ -1,9 +1,11 @@
 -- agency-rls: remove everything the security migration created, leaving the tables as
 -- plain tables owned by the migrating role. Principal roles this database provisioned
--- (members of its group roles, marked 'agency-rls:principal') and the management roles are
--- dropped unless another database still uses them.
+-- (members of its group roles, marked 'agency-rls:principal database=<this database>') and the
+-- management roles are dropped, after what they own in this database (large objects, default
+-- privileges a principal set for itself or for a group role it can SET ROLE to) is dropped.
 
 DROP TRIGGER IF EXISTS principal_mapping_is_immutable ON public.principal;
+DROP TRIGGER IF EXISTS principal_row_names_a_new_role ON public.principal;
 
 DO $policies$
 DECLARE
@@ -53,9 +55,11 @@ DECLARE
     management CONSTANT text[] := ARRAY[{{backend_name}}, {{agency_group_name}}, {{agency_writer_group_name}},
                                         {{insurer_group_name}},
                                         {{helper_name}}, {{owner_name}}];
+    principal_marker CONSTANT text := 'agency-rls:principal database=' || pg_catalog.current_database();
+    management_marker CONSTANT text := 'agency-rls:management database=' || pg_catalog.current_database();
     victim record;
 BEGIN
-    -- Still used by another database (same role prefix)? Then leave every role in place.
+    -- Still used by another database (a prefix shared before revision 0003)? Then leave every role in place.
     IF EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
                  JOIN pg_catalog.pg_roles AS mr ON d.refobjid = mr.oid
                                                AND d.refclassid = 'pg_catalog.pg_authid'::regclass
@@ -66,18 +70,33 @@ BEGIN
         RAISE NOTICE 'agency-rls: management roles are still used by another database; roles kept';
         RETURN;
     END IF;
+    -- What principals, the groups and the backend own here (nothing, unless a principal made it):
+    -- large objects, default privileges. Policies and grants naming them are gone already.
     FOR victim IN SELECT DISTINCT m.rolname
                FROM pg_catalog.pg_auth_members AS am
                JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid
                JOIN pg_catalog.pg_roles AS m ON m.oid = am.member
               WHERE g.rolname = ANY (groups)
-                AND pg_catalog.shobj_description(m.oid, 'pg_authid') = 'agency-rls:principal'
+                AND pg_catalog.shobj_description(m.oid, 'pg_authid') = principal_marker
+              UNION
+             SELECT r.rolname FROM pg_catalog.pg_roles AS r
+              WHERE r.rolname = ANY (groups || ARRAY[{{backend_name}}])
+                AND pg_catalog.shobj_description(r.oid, 'pg_authid') = management_marker
+    LOOP
+        EXECUTE pg_catalog.format('DROP OWNED BY %I', victim.rolname);
+    END LOOP;
+    FOR victim IN SELECT DISTINCT m.rolname
+               FROM pg_catalog.pg_auth_members AS am
+               JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid
+               JOIN pg_catalog.pg_roles AS m ON m.oid = am.member
+              WHERE g.rolname = ANY (groups)
+                AND pg_catalog.shobj_description(m.oid, 'pg_authid') = principal_marker
     LOOP
         EXECUTE pg_catalog.format('DROP ROLE %I', victim.rolname);
     END LOOP;
     FOR victim IN SELECT rolname FROM pg_catalog.pg_roles
               WHERE rolname = ANY (management)
-                AND pg_catalog.shobj_description(oid, 'pg_authid') = 'agency-rls:management'
+                AND pg_catalog.shobj_description(oid, 'pg_authid') = management_marker
               ORDER BY pg_catalog.array_position(management, rolname::text)
     LOOP
         EXECUTE pg_catalog.format('DROP ROLE %I', victim.rolname);
