@@ -11,14 +11,18 @@ What it does: ``clean_connection`` is the pools' check-in step. It rolls back an
 transaction, asks the server in one read-only round trip which of those kinds of state exist
 (``leftover_state``), and then:
 
-- nothing found (the normal case): ``RESET ALL`` puts session settings back (one more short
-  round trip; detecting them would cost more than resetting). psycopg's protocol-level prepared
-  statements are kept, so ``prepare_threshold`` keeps paying off;
-- something found: ``DISCARD ALL`` (which also ends a session ``SET ROLE``), then a second check;
-  if anything is still there, ``LeftoverState`` is raised and the pool discards the connection.
+- nothing found (the normal case): ``RESET_SESSION`` puts session settings back and releases
+  every session advisory lock (one more short round trip; detecting either would cost more than
+  resetting). psycopg's protocol-level prepared statements are kept, so ``prepare_threshold``
+  keeps paying off;
+- something found: ``DISCARD ALL`` (which also ends a session ``SET ROLE`` and releases advisory
+  locks), then a second check; if anything is still there, ``LeftoverState`` is raised and the
+  pool discards the connection.
 
-Not checked: session advisory locks (``pg_locks`` would double the cost of the check; a held
-lock leaks no row, and ``DISCARD ALL`` releases it whenever anything else is found).
+Session advisory locks are released, not checked: a lock a principal took (``pg_advisory_lock``,
+``pg_advisory_lock_shared``, any key) would otherwise stay held by the backend connection while it
+serves other principals, blocking whoever waits for that key. Releasing them is part of the reset
+statement on both paths, so it costs no round trip; looking for them in ``pg_locks`` would.
 
 The functions take any DB-API connection with ``cursor()``, ``rollback()`` and a writable
 ``autocommit`` attribute: a psycopg ``Connection`` and SQLAlchemy's adapted asyncio connection
@@ -37,7 +41,7 @@ from agency_backend._dbapi import DBAPIConnection, in_transaction, run_autocommi
 __all__ = [
     "DISCARD_ALL",
     "PRIVILEGED_LOGIN_QUERY",
-    "RESET_ALL",
+    "RESET_SESSION",
     "STATE_QUERY",
     "BackendRoleError",
     "DBAPIConnection",
@@ -74,9 +78,13 @@ SELECT state.leftover
 """
 
 #: Every return: session ``SET``s and ``set_config(…, false)`` back to their connection-time values
-#: (detecting them would need ``pg_settings``, ~0.5 ms; resetting costs one short round trip). The
-#: role is not among them (``RESET ALL`` leaves it): ``STATE_QUERY`` checks it.
-RESET_ALL: Final = "RESET ALL"
+#: (detecting them would need ``pg_settings``, ~0.5 ms; resetting costs one short round trip), and
+#: every session advisory lock released, in the same round trip. The role is not among the settings
+#: (``RESET ALL`` leaves it): ``STATE_QUERY`` checks it. One statement, not the batch
+#: ``RESET ALL; SELECT pg_advisory_unlock_all()``: psycopg prepares a statement it has seen
+#: ``prepare_threshold`` times (at once with 0, on any driver connection), and a prepared statement
+#: holds one command. ``plpgsql`` is installed, and usable by every role, in every database by default.
+RESET_SESSION: Final = "DO $$BEGIN RESET ALL; PERFORM pg_catalog.pg_advisory_unlock_all(); END$$"
 
 #: Ends everything ``STATE_QUERY`` looks for (CLOSE ALL, SET SESSION AUTHORIZATION DEFAULT, which
 #: also resets the role, RESET ALL, DEALLOCATE ALL, UNLISTEN *, advisory unlock all, DISCARD TEMP).
@@ -118,15 +126,15 @@ def leftover_state(conn: DBAPIConnection) -> list[str]:
 def clean_connection(conn: DBAPIConnection) -> None:
     """Check-in step: bring ``conn`` back to a clean backend session, or raise ``LeftoverState``.
 
-    Rolls back an open or failed transaction; then ``RESET ALL`` when ``leftover_state`` finds
-    nothing (the usual case: two short round trips, psycopg's prepared statements kept), else
-    ``DISCARD ALL`` and a second check.
+    Rolls back an open or failed transaction; then ``RESET_SESSION`` (``RESET ALL`` and release
+    session advisory locks) when ``leftover_state`` finds nothing (the usual case: two short round
+    trips, psycopg's prepared statements kept), else ``DISCARD ALL`` and a second check.
     """
     if in_transaction(conn):
         conn.rollback()
     found = leftover_state(conn)
     if not found:
-        run_autocommit(conn, RESET_ALL, fetch=False)
+        run_autocommit(conn, RESET_SESSION, fetch=False)
         return
     logger.info("resetting a returned backend connection: %s", "; ".join(found))
     run_autocommit(conn, DISCARD_ALL, fetch=False)

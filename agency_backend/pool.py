@@ -20,7 +20,8 @@ Why this shape:
   connection may run on different server connections.
 - What the *caller* may leave behind (a plain ``SET ROLE``, a ``WITH HOLD`` cursor, session
   settings, temporary tables, …) is caught when the connection comes back: the pool's ``reset``
-  callback is ``agency_backend.hygiene.clean_connection`` (roll back, check, ``RESET ALL``,
+  callback is ``agency_backend.hygiene.clean_connection`` (roll back, check, ``RESET ALL`` and
+  release session advisory locks,
   ``DISCARD ALL`` only when something else is left, discard the connection when that is not
   enough; it also restores ``row_factory`` and ``prepare_threshold``). ``check=True`` adds the
   same check at checkout (one round trip per transaction; it also catches connections that

@@ -19,6 +19,8 @@ MAX_IDENTIFIER_BYTES = 63
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 #: Characters never accepted in a role name (even though PostgreSQL would quote them).
 _FORBIDDEN = re.compile(r"[\"'\\\s\x00-\x1f\x7f]")
+#: The only form a principal role name may take (the principal table's guard checks the same).
+_CANONICAL = re.compile(r"^[a-z_][a-z0-9_]*\Z")
 
 #: Role comments that mark a role as this project's. Roles are cluster-wide and databases are
 #: not: the marker names the one database a role belongs to (``agency-rls:principal
@@ -75,6 +77,11 @@ def check_role_name(name: str) -> str:
         )
     if name.startswith("pg_"):
         raise RoleNameError(f"role name {name!r} is reserved for predefined roles (pg_*)")
+    if not _CANONICAL.match(name):
+        raise RoleNameError(
+            f"role name {name!r} is not canonical: use lower-case ASCII letters, digits and _, not starting "
+            "with a digit (unquoted SQL folds case; look-alike and invisible characters read as another name)"
+        )
     return name
 
 

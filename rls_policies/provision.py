@@ -11,8 +11,7 @@ What it does (all or nothing):
    with the comment ``agency-rls:principal``, made a member of its kind's group role, and
    granted to the backend role;
 3. with ``prune``: roles marked as this database's principals whose row is gone are dropped,
-   after what they own here (large objects, default privileges) is dropped; live principals
-   lose what they own here too (a principal has no business owning anything).
+   after what they own here (large objects, default privileges) is dropped.
 
 Roles are cluster-wide: every role it creates carries the marker ``agency-rls:principal
 database=<this database>``, and it never adopts, alters or drops a role marked for another
@@ -103,6 +102,20 @@ def provision(
     statement runs, and the changes go to the server as one batch (10,000 principals provision
     in seconds, not minutes).
     """
+    try:
+        return _provision(conn, login=login, prune=prune, lock_timeout_ms=lock_timeout_ms)
+    except psycopg.errors.LockNotAvailable:
+        raise ProvisionError(
+            f"a lock provisioning needs was not granted within {lock_timeout_ms} ms: another session holds it "
+            "(another provision, or an open transaction of a principal: see pg_stat_activity and "
+            "pg_blocking_pids()); nothing changed, try again"
+        ) from None
+
+
+def _provision(
+    conn: psycopg.Connection, *, login: bool, prune: bool, lock_timeout_ms: int
+) -> ProvisionReport:
+    """provision(), inside its transaction; every wait for a lock is bounded by ``lock_timeout_ms``."""
     with conn.transaction():
         prefix = stored_prefix(conn)
         _lock(conn, lock_timeout_ms)
@@ -158,7 +171,7 @@ def provision(
                 )
         if statements:
             conn.execute(sql.SQL(";\n").join(statements))
-        statements = _plan_owned_objects(conn, roles, database, report, drop=prune)
+        statements = _plan_owned_objects(conn, roles, database, report)
         if statements:
             conn.execute(sql.SQL(";\n").join(statements))
     return report
@@ -196,12 +209,16 @@ def _describe(mapping: Mapping) -> str:
 
 
 def _lock(conn: psycopg.Connection, timeout_ms: int) -> None:
-    """Serialise provisioning on this database; ProvisionError when the lock is not granted in time."""
+    """Serialise provisioning on this database, and bound every lock wait of the transaction.
+
+    The timeout stays for the whole transaction: a principal can hold locks provisioning needs
+    later (an open transaction that altered its own role settings, or holds its large object),
+    and an unbounded wait there would block provisioning as surely as the advisory lock did.
+    """
     if conn.execute("SELECT to_regclass('agency_rls.provision_lock')").fetchone() == (None,):
         raise ProvisionError(
             "this database is at an older agency-rls revision: run 'agency-rls migrate' first"
         )
-    previous = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout_ms)}ms",))
     try:
         conn.execute("LOCK TABLE agency_rls.provision_lock IN SHARE UPDATE EXCLUSIVE MODE")
@@ -210,8 +227,6 @@ def _lock(conn: psycopg.Connection, timeout_ms: int) -> None:
             f"another 'agency-rls provision' is running on this database (agency_rls.provision_lock not "
             f"granted within {timeout_ms} ms); nothing changed, try again"
         ) from None
-    assert previous is not None
-    conn.execute("SELECT set_config('lock_timeout', %s, true)", (previous[0],))
 
 
 def _check_prefix_belongs_here(conn: psycopg.Connection, roles: ManagementRoles) -> str:
@@ -393,7 +408,9 @@ def _prune(conn: psycopg.Connection, roles: ManagementRoles, database: str, repo
         conn.execute("DELETE FROM agency_rls.provisioned_principal WHERE role_name = %s", (name,))
         try:
             conn.execute(
-                sql.SQL("DROP OWNED BY {}; DROP ROLE {}").format(sql.Identifier(name), sql.Identifier(name))
+                sql.SQL("ALTER ROLE {0} NOLOGIN; DROP OWNED BY {0}; DROP ROLE {0}").format(
+                    sql.Identifier(name)
+                )
             )
         except psycopg.errors.DependentObjectsStillExist as error:
             raise ProvisionError(
@@ -425,7 +442,11 @@ SELECT ours.rolname, ours.principal, db.datname = current_database(), NULL::text
   FROM pg_catalog.pg_shdepend AS d
   JOIN ours ON ours.oid = d.refobjid AND d.refclassid = 'pg_catalog.pg_authid'::regclass
   LEFT JOIN pg_catalog.pg_database AS db ON db.oid = d.dbid
- WHERE ours.principal OR d.deptype = 'o'
+ WHERE (ours.principal OR d.deptype = 'o' OR (d.dbid <> 0 AND db.datname <> current_database()))
+   -- a principal's temporary objects live and die with its session: not reported, never dropped
+   AND coalesce(CASE WHEN db.datname = current_database()
+                     THEN (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema END, '')
+       !~ '^pg_temp_'
 UNION ALL
 SELECT ours.rolname, ours.principal, NULL, coalesce(db.datname, ''),
        'has role settings ' || array_to_string(s.setconfig, ', ')
@@ -438,12 +459,13 @@ SELECT ours.rolname, ours.principal, NULL, coalesce(db.datname, ''),
 
 
 def _plan_owned_objects(
-    conn: psycopg.Connection, roles: ManagementRoles, database: str, report: ProvisionReport, *, drop: bool
+    conn: psycopg.Connection, roles: ManagementRoles, database: str, report: ProvisionReport
 ) -> list[sql.Composable]:
-    """Report what principals made; reset role settings; with ``drop``, DROP OWNED BY the principals.
+    """Report what principals made (``report.owned_objects``) and reset the role settings they set.
 
-    Group roles and the backend keep their objects here (DROP OWNED BY a group would also revoke
-    its grants and drop the policies naming it); ``agency-rls downgrade`` removes them.
+    Objects are reported, not dropped: a live principal's session may be using them, and DROP
+    OWNED BY a group role would also revoke its grants and drop the policies naming it. ``--prune``
+    drops what a stale principal owns here with the role; ``agency-rls downgrade`` drops it all.
     """
     rows = conn.execute(
         _OWNED_QUERY,
@@ -454,8 +476,7 @@ def _plan_owned_objects(
         },
     ).fetchall()
     statements: list[sql.Composable] = []
-    dropped: set[str] = set()
-    for name, is_principal, here, setting_database, what in rows:
+    for name, _is_principal, _here, setting_database, what in rows:
         report.owned_objects.append(f"{name} {what}")
         if setting_database is not None:
             scope = (
@@ -465,7 +486,4 @@ def _plan_owned_objects(
             )
             statements.append(sql.SQL("ALTER ROLE {}{} RESET ALL").format(sql.Identifier(name), scope))
             report.settings_reset.append(name)
-        elif drop and is_principal and here and name not in dropped:
-            statements.append(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            dropped.add(name)
     return statements

@@ -233,6 +233,61 @@ def test_a_with_hold_cursor_left_open_is_gone_for_the_next_principal(
             assert contracts_of(rows) == EXPECTED["agency_w11"]["contract"]
 
 
+# -- locks a principal takes (issue 7, lock and storage abuse) ----------------------------------------
+
+#: Session advisory locks a request may take: exclusive (twice: they stack), shared, two-key form.
+ADVISORY_LOCKS = (
+    "SELECT pg_advisory_lock(42), pg_advisory_lock(42)",
+    "SELECT pg_advisory_lock_shared(43)",
+    "SELECT pg_try_advisory_lock(7, 44)",
+)
+ADVISORY_LOCKS_OF = (
+    "SELECT mode, classid, objid, objsubid FROM pg_catalog.pg_locks"
+    " WHERE locktype = 'advisory' AND pid = %s ORDER BY 1, 2, 3, 4"
+)
+
+
+def assert_advisory_keys_free(superuser: psycopg.Connection[Any]) -> None:
+    """Another session can take every key exclusively at once (then lets go)."""
+    keys = "pg_try_advisory_lock(42), pg_try_advisory_lock(43), pg_try_advisory_lock(7, 44)"
+    try:
+        assert superuser.execute(f"SELECT {keys}").fetchone() == (True, True, True)
+    finally:
+        superuser.execute("SELECT pg_advisory_unlock_all()")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"check": True, "prepare_threshold": 0}],
+    ids=["reset", "reset+check,prepare_threshold=0"],
+)
+def test_lock_and_storage_abuse_session_advisory_lock_released_at_checkin(
+    world: World, backend_conninfo: str, superuser: psycopg.Connection[Any], options: dict[str, Any]
+) -> None:
+    """Session advisory locks taken as W11 are not held while the connection serves W12."""
+    with pool_of(backend_conninfo, **options) as pool:
+        with pool.acting_as(agency="W11") as conn:
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            conn.execute("SET LOCAL lock_timeout = '5s'")  # fail, not hang, behind a lock a failed run left
+            for statement in ADVISORY_LOCKS:
+                conn.execute(statement)
+            held = superuser.execute(ADVISORY_LOCKS_OF, (pid,)).fetchall()
+            assert [row[0] for row in held] == ["ExclusiveLock", "ExclusiveLock", "ShareLock"]
+        with pool.acting_as(agency="W12") as conn:
+            assert conn.execute("SELECT pg_backend_pid()").fetchone() == (pid,), "reset, not replaced"
+            assert conn.execute("SELECT current_user").fetchone() == (world.role("agency_w12"),)
+            assert conn.execute(ADVISORY_LOCKS_OF, (pid,)).fetchall() == []
+            assert_advisory_keys_free(superuser)
+        # A lock taken alongside other leftovers goes with DISCARD ALL (the dirty path).
+        with pool.acting_as(agency="W11") as conn:
+            conn.execute(ADVISORY_LOCKS[0])
+            conn.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 1")
+        with pool.acting_as(agency="W12") as conn:
+            assert conn.execute(ADVISORY_LOCKS_OF, (pid,)).fetchall() == []
+            assert_advisory_keys_free(superuser)
+        assert_clean_backend(world, pool)
+
+
 # -- plan caches and cursors across principals (threat 15, attack 23) ---------------------------------
 
 
@@ -428,7 +483,7 @@ def stray_roles(world: World, superuser: psycopg.Connection[Any]) -> Iterator[di
 REFUSALS: list[tuple[str, dict[str, str], type[PrincipalError]]] = [
     ("unknown agency code", {"agency": "ZZ9"}, UnknownPrincipal),
     ("unknown insurer code", {"insurer": "GW9"}, UnknownPrincipal),
-    ("role name in the wrong case", {"role": "{prefix}AGENCY_W11"}, UnknownPrincipal),
+    ("role name in the wrong case", {"role": "{prefix}AGENCY_W11"}, InvalidPrincipalName),
     ("group role", {"role": "{prefix}rls_agency"}, NotAPrincipal),
     ("writer group role", {"role": "{prefix}rls_agency_writer"}, NotAPrincipal),
     ("insurer group role", {"role": "{prefix}rls_insurer"}, NotAPrincipal),

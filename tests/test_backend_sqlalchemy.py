@@ -197,6 +197,106 @@ def test_session_state_committed_by_a_transaction_is_reset(
             assert isinstance(refused.value.orig, error)
 
 
+# -- locks a principal takes (issue 7, lock and storage abuse) ----------------------------------------
+
+#: Session advisory locks a transaction may take: exclusive (twice: they stack), shared, two-key form.
+ADVISORY_LOCKS = (
+    "SELECT pg_advisory_lock(42), pg_advisory_lock(42)",
+    "SELECT pg_advisory_lock_shared(43)",
+    "SELECT pg_try_advisory_lock(7, 44)",
+)
+HELD_BY_ME = sa.text(
+    "SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+)
+
+
+def assert_advisory_keys_free(superuser: psycopg.Connection[Any]) -> None:
+    """Another session can take every key exclusively at once (then lets go)."""
+    keys = "pg_try_advisory_lock(42), pg_try_advisory_lock(43), pg_try_advisory_lock(7, 44)"
+    try:
+        assert superuser.execute(f"SELECT {keys}").fetchone() == (True, True, True)
+    finally:
+        superuser.execute("SELECT pg_advisory_unlock_all()")
+
+
+def held_advisory_modes(superuser: psycopg.Connection[Any], pid: int) -> list[str]:
+    rows = superuser.execute(
+        "SELECT mode FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = %s ORDER BY 1", (pid,)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize("threshold", [5, 0])
+def test_lock_and_storage_abuse_session_advisory_lock_released_at_checkin(
+    world: World, backend_conninfo: str, superuser: psycopg.Connection[Any], threshold: int
+) -> None:
+    """Session advisory locks taken as W11 are not held while the connection serves W12 (sync engine)."""
+    engine = create_engine(
+        sa_url(backend_conninfo, "postgresql+psycopg"),
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"prepare_threshold": threshold},
+    )
+    Session = principal_sessionmaker(engine)
+    try:
+        with Session(agency="W11") as session:
+            pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))  # fail, not hang, after a failed run
+            for statement in ADVISORY_LOCKS:
+                session.execute(sa.text(statement))
+            assert held_advisory_modes(superuser, pid) == ["ExclusiveLock", "ExclusiveLock", "ShareLock"]
+            session.commit()  # the connection goes back to the pool here
+        with Session(agency="W12") as session:
+            assert session.execute(sa.text("SELECT pg_backend_pid()")).scalar() == pid, "reset, not replaced"
+            assert session.execute(sa.text("SELECT current_user")).scalar() == world.role("agency_w12")
+            assert session.execute(HELD_BY_ME).scalar() == 0
+            assert_advisory_keys_free(superuser)
+        with acting_as(engine, agency="W11") as conn:  # Core, and a lock beside other leftovers
+            conn.execute(sa.text(ADVISORY_LOCKS[0]))
+            conn.execute(sa.text("DECLARE held CURSOR WITH HOLD FOR SELECT 1"))
+        with acting_as(engine, agency="W12") as conn:
+            assert conn.execute(HELD_BY_ME).scalar() == 0
+            assert_advisory_keys_free(superuser)
+        assert_clean_backend(world, engine)
+    finally:
+        engine.dispose()
+
+
+def test_lock_and_storage_abuse_session_advisory_lock_released_at_checkin_asyncio(
+    world: World, backend_conninfo: str, superuser: psycopg.Connection[Any]
+) -> None:
+    """The same through the asyncio engine's adapted connection (prepare_threshold=0: reset prepared)."""
+
+    async def scenario() -> tuple[int, list[str], int, int]:
+        engine: AsyncEngine = create_async_engine(
+            sa_url(backend_conninfo, "postgresql+psycopg_async"),
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"prepare_threshold": 0},
+        )
+        Session = async_principal_sessionmaker(engine)
+        try:
+            async with Session(agency="W11") as session:
+                pid = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+                await session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+                for statement in ADVISORY_LOCKS:
+                    await session.execute(sa.text(statement))
+                held = held_advisory_modes(superuser, pid)
+                await session.commit()  # the connection goes back to the pool here
+            async with Session(agency="W12") as session:
+                pid_after = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+                left = (await session.execute(HELD_BY_ME)).scalar()
+        finally:
+            await engine.dispose()
+        return pid, held, pid_after, left
+
+    pid, held, pid_after, left = asyncio.run(scenario())
+    assert held == ["ExclusiveLock", "ExclusiveLock", "ShareLock"]
+    assert pid_after == pid, "reset, not replaced"
+    assert left == 0
+    assert_advisory_keys_free(superuser)
+
+
 # -- plan caches and cursors across principals -------------------------------------------------------
 
 

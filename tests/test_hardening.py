@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from rls_policies.definition import read_template, render
@@ -489,3 +491,138 @@ def test_shared_prefix_the_default_empty_prefix_one_database_after_the_other(ser
     finally:
         first.drop()
         second.drop()
+
+
+# --- found by the adversarial review of the first fix ---------------------------------------------
+
+
+def provision_within(w: World, seconds: float, **kwargs: object) -> dict[str, object]:
+    """provision() in a thread; {'blocked': True} if it still waits after ``seconds``."""
+    result: dict[str, object] = {}
+    conn = w.admin()
+
+    def run() -> None:
+        try:
+            result["report"] = provision(conn, lock_timeout_ms=1000, **kwargs)  # type: ignore[arg-type]
+        except Exception as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        conn.cancel()
+        thread.join(10)
+        result["blocked"] = True
+    conn.close()
+    return result
+
+
+@pytest.mark.parametrize("case", ["own role setting", "stale role lock"])
+def test_lock_and_storage_abuse_an_open_transaction_of_a_principal_never_blocks_provisioning(
+    server: str, case: str
+) -> None:
+    """Every wait of provisioning is bounded, not only the wait for its own lock."""
+    with small_world(server, "open_tx") as w:
+        w11 = w.role("agency_w11")
+        with psycopg.connect(w.db.login_conninfo(w11), autocommit=True) as attacker:
+            prune = False
+            if case == "own role setting":
+                attacker.execute("ALTER ROLE CURRENT_USER SET work_mem = '1MB'")  # provision resets it
+                attacker.execute("BEGIN")
+                attacker.execute("ALTER ROLE CURRENT_USER SET work_mem = '2MB'")  # and holds the row
+            else:
+                attacker.execute("BEGIN")
+                attacker.execute("SELECT lo_create(0)")  # holds a lock on its own role until it ends
+                with w.admin() as conn:
+                    conn.execute("DELETE FROM public.principal WHERE role_name = %s", (w11,))
+                    conn.execute(
+                        "INSERT INTO public.agency (id, code, name) VALUES (3, 'Z', 'Keeps ids apart')"
+                    )
+                    conn.execute(
+                        "UPDATE public.agency SET code = 'W11X' WHERE id = 2"
+                    )  # no default row for W11
+                prune = True
+            result = provision_within(w, 15, prune=prune)
+            attacker.execute("ROLLBACK")
+        assert "blocked" not in result, "provisioning waited without bound"
+        assert isinstance(result.get("error"), ProvisionError), result
+        assert "was not granted within 1000 ms" in str(result["error"])
+
+
+def test_lock_and_storage_abuse_objects_in_another_database_stop_downgrade_with_the_remedy(
+    server: str,
+) -> None:
+    """A LOGIN principal can make a large object in another database (and grant one to its group):
+    only a session there can remove it. Downgrade says exactly what to run, then succeeds."""
+    db = create_database(server, "elsewhere")
+    elsewhere = create_database(server, "elsewhere_other")
+    try:
+        w = build_world(db, load_small_world)
+        w.backend.close()
+        w11, group = w.role("agency_w11"), w.role("rls_agency")
+        other = make_conninfo(db.login_conninfo(w11), dbname=elsewhere.name)
+        with psycopg.connect(other, autocommit=True) as conn:
+            row = conn.execute("SELECT lo_create(0)").fetchone()
+            assert row is not None
+            conn.execute(
+                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(
+                    sql.Literal(row[0]), sql.Identifier(group)
+                )
+            )
+        with w.admin() as conn:
+            assert f"{w11} owns an object in database {elsewhere.name}" in provision(conn).owned_objects
+        with pytest.raises(
+            Exception, match=f"in database {elsewhere.name}: DROP OWNED BY .*{w11}"
+        ) as refused:
+            migrations_runner.downgrade(db.url, "base")
+        assert group in str(refused.value)
+        with w.admin() as conn:  # nothing changed
+            assert conn.execute("SELECT to_regclass('agency_rls.provision_lock')").fetchone() is not None
+        with elsewhere.connect() as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}, {}").format(sql.Identifier(w11), sql.Identifier(group)))
+        migrations_runner.downgrade(db.url, "base")
+        assert db.leftover_roles() == []
+    finally:
+        elsewhere.drop()
+        db.drop()
+
+
+def test_principal_row_a_case_twin_loaded_with_triggers_off_is_refused_by_provisioning(server: str) -> None:
+    with small_world(server, "twin") as w, w.admin() as conn:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(
+                "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)",
+                (w.prefix + "Agency_S1",),
+            )
+        with pytest.raises(ProvisionError, match="not canonical"):
+            provision(conn)
+
+
+@pytest.mark.parametrize("name", ["agency\u200bx", "st\u0430ff", "staff\u00a0x", "staff-x"])
+def test_principal_row_look_alike_and_invisible_characters_are_refused(server: str, name: str) -> None:
+    with small_world(server, "lookalike") as w, w.admin() as conn:
+        with pytest.raises(psycopg.errors.CheckViolation, match="not canonical"):
+            conn.execute(
+                "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 1)",
+                (w.prefix + name,),
+            )
+
+
+def test_principal_row_reloaded_with_on_conflict_do_nothing_is_a_no_op(server: str) -> None:
+    with small_world(server, "upsert") as w, w.admin() as conn:
+        conn.execute(
+            "INSERT INTO public.principal (role_name, kind, agency_id) VALUES (%s, 'agency', 2) ON CONFLICT DO NOTHING",
+            (w.role("agency_w11"),),
+        )
+        assert visible(w, "agency_w11", "contract") == [1]
+
+
+def test_lock_and_storage_abuse_temporary_objects_are_neither_reported_nor_dropped(server: str) -> None:
+    with small_world(server, "temp") as w, w.login_as("agency_w11") as tool:
+        tool.execute("CREATE TEMP TABLE scratch (x int)")
+        tool.commit()
+        with w.admin() as conn:
+            assert provision(conn, prune=True).owned_objects == []
+        assert tool.execute("SELECT count(*) FROM scratch").fetchone() == (0,)

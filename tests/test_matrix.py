@@ -362,9 +362,17 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
         with fresh_db.connect() as conn:
             conn.execute(
                 "INSERT INTO public.insurer (code, name, line, kind) VALUES ('NL', 'Non-life', 'non_life', 'operator');"
-                "INSERT INTO public.agency (code, name) VALUES ('A1', 'One'), ('X<b>&Y', 'Odd')"
+                "INSERT INTO public.agency (code, name) VALUES ('A1', 'One')"
             )
             provision(conn)
+            # A row the database's guard would refuse (not a canonical name), loaded with triggers off.
+            with conn.transaction():
+                conn.execute("SET LOCAL session_replication_role = replica")
+                conn.execute(
+                    "INSERT INTO public.principal (role_name, kind, agency_id)"
+                    " SELECT %s, 'agency', id FROM public.agency WHERE code = 'A1'",
+                    (fresh_db.role("x<b>&y"),),
+                )
             conn.execute(
                 "INSERT INTO public.principal (role_name, kind, agency_id)"
                 " SELECT %s, 'agency', id FROM public.agency WHERE code = 'A1'",
@@ -385,7 +393,7 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
             )
         page = tmp_path / "m.html"
         found = matrix_json(fresh_db.url, "--html", str(page))
-        odd = fresh_db.role("agency_x<b>&y")
+        odd = fresh_db.role("x<b>&y")
         assert set(found) == {
             fresh_db.role("agency_a1"),
             odd,
@@ -408,7 +416,7 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
         assert missing["provisioned"] is False
         assert all(c["select_denied"] and c["select"] == 0 for c in missing["tables"].values())
         html = page.read_text(encoding="utf-8")
-        assert "agency_x&lt;b&gt;&amp;y" in html and "agency_x<b>" not in html
+        assert "x&lt;b&gt;&amp;y" in html and "x<b>" not in html
         assert "(no role)" in html
         text = run_matrix(fresh_db.url)
         assert text.exit_code == 0, text.stderr

@@ -34,7 +34,27 @@ DECLARE
     grantee record;
     kind text;
     scope text;
+    elsewhere text;
 BEGIN
+    -- What this database's roles own or are granted in OTHER databases (a LOGIN principal can
+    -- connect there and create a large object, or grant one to a group role): it keeps the roles
+    -- from being dropped, and only a session in that database can remove it. Refuse, naming it.
+    SELECT pg_catalog.string_agg(pg_catalog.format('in database %I: DROP OWNED BY %s;', x.datname, x.roles), ' ')
+      INTO elsewhere
+      FROM (SELECT db.datname, pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(r.rolname), ', ') AS roles
+              FROM pg_catalog.pg_shdepend AS d
+              JOIN pg_catalog.pg_roles AS r ON r.oid = d.refobjid
+                                           AND d.refclassid = 'pg_catalog.pg_authid'::regclass
+              JOIN pg_catalog.pg_database AS db ON db.oid = d.dbid
+             WHERE db.datname <> pg_catalog.current_database()
+               AND (r.rolname = ANY (ARRAY[{{owner_name}}, {{helper_name}}] || kept)
+                    OR pg_catalog.shobj_description(r.oid, 'pg_authid') = principal_marker)
+             GROUP BY db.datname) AS x;
+    IF elsewhere IS NOT NULL THEN
+        RAISE EXCEPTION 'agency-rls: roles of this database own or are granted objects in other databases, so they cannot be dropped: %', elsewhere
+            USING HINT = 'connect to each database named and run the DROP OWNED BY shown (or REVOKE what was granted), then downgrade again; REVOKE CONNECT on other databases FROM PUBLIC keeps principals out of them',
+                  ERRCODE = 'dependent_objects_still_exist';
+    END IF;
     FOR victim IN SELECT DISTINCT m.rolname
                     FROM pg_catalog.pg_auth_members AS am
                     JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid

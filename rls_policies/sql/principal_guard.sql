@@ -45,26 +45,28 @@ GRANT SELECT ON agency_rls.provisioned_principal TO {{helper}};
 COMMENT ON TABLE agency_rls.provisioned_principal IS 'agency-rls: the mapping each principal role was provisioned for (written by agency-rls provision)';
 
 -- A new principal row names a role that does not exist yet (provision creates it), or a role
--- provisioned for exactly this mapping. Names are canonical: lower case (unquoted SQL folds
--- case, so 'Agency_S1' and 'agency_s1' would be two principals and the wrong one is entered), at
--- most 63 bytes (longer names are truncated by PostgreSQL), no quotes, backslashes, whitespace or
--- control characters, no pg_. SECURITY DEFINER (owned by {{helper}}) so that the checks see every
--- principal row and the provisioning record.
+-- provisioned for exactly this mapping. Names are canonical: lower-case ASCII letters, digits and
+-- _ (unquoted SQL folds case, so 'Agency_S1' and 'agency_s1' would be two principals and the
+-- wrong one is entered; look-alike and invisible characters read as another name), at most 63
+-- bytes (longer names are truncated by PostgreSQL), no pg_; no case-insensitive twin of a row.
+-- SECURITY DEFINER (owned by {{helper}}) so that the checks see every principal row and the
+-- provisioning record.
 CREATE FUNCTION agency_rls.principal_row_names_a_new_role() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NEW.role_name IS DISTINCT FROM pg_catalog.lower(NEW.role_name)
-       OR NEW.role_name ~ '["''\\[:space:][:cntrl:]]'
-       OR pg_catalog.octet_length(NEW.role_name) NOT BETWEEN 1 AND 63
+    IF NEW.role_name IS NULL
+       OR NEW.role_name !~ '^[a-z_][a-z0-9_]*$'
+       OR pg_catalog.octet_length(NEW.role_name) > 63
        OR NEW.role_name LIKE 'pg\_%' THEN
         RAISE EXCEPTION 'agency-rls: principal role name % is not canonical', pg_catalog.quote_literal(NEW.role_name)
-            USING HINT = 'use lower case, at most 63 bytes, no quotes, backslashes, whitespace or control characters, not pg_',
+            USING HINT = 'use lower-case ASCII letters, digits and _ (at most 63, not starting with a digit or pg_)',
                   ERRCODE = 'check_violation';
     END IF;
     IF EXISTS (SELECT FROM public.principal AS p
-                WHERE pg_catalog.lower(p.role_name) = NEW.role_name) THEN
+                WHERE pg_catalog.lower(p.role_name) = NEW.role_name
+                  AND p.role_name <> NEW.role_name) THEN
         RAISE EXCEPTION 'agency-rls: principal % collides with an existing principal', pg_catalog.quote_ident(NEW.role_name)
             USING HINT = 'principal role names must differ in more than case',
                   ERRCODE = 'unique_violation';

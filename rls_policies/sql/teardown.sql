@@ -2,7 +2,8 @@
 -- plain tables owned by the migrating role. Principal roles this database provisioned
 -- (members of its group roles, marked 'agency-rls:principal database=<this database>') and the
 -- management roles are dropped, after what they own in this database (large objects, default
--- privileges a principal set for itself or for a group role it can SET ROLE to) is dropped.
+-- privileges a principal set for itself or for a group role it can SET ROLE to) is dropped. What
+-- they own in another database stops the teardown with the commands that remove it there.
 
 DROP TRIGGER IF EXISTS principal_mapping_is_immutable ON public.principal;
 DROP TRIGGER IF EXISTS principal_row_names_a_new_role ON public.principal;
@@ -58,17 +59,26 @@ DECLARE
     principal_marker CONSTANT text := 'agency-rls:principal database=' || pg_catalog.current_database();
     management_marker CONSTANT text := 'agency-rls:management database=' || pg_catalog.current_database();
     victim record;
+    elsewhere text;
 BEGIN
-    -- Still used by another database (a prefix shared before revision 0003)? Then leave every role in place.
-    IF EXISTS (SELECT FROM pg_catalog.pg_shdepend AS d
-                 JOIN pg_catalog.pg_roles AS mr ON d.refobjid = mr.oid
-                                               AND d.refclassid = 'pg_catalog.pg_authid'::regclass
-                WHERE mr.rolname = ANY (management)
-                  AND d.dbid <> (SELECT oid FROM pg_catalog.pg_database
-                                  WHERE datname = pg_catalog.current_database()))
-    THEN
-        RAISE NOTICE 'agency-rls: management roles are still used by another database; roles kept';
-        RETURN;
+    -- What this database's roles own or are granted in OTHER databases (a LOGIN principal can
+    -- connect there and create a large object, or grant one to a group role): it keeps the roles
+    -- from being dropped, and only a session in that database can remove it. Refuse, naming it.
+    SELECT pg_catalog.string_agg(pg_catalog.format('in database %I: DROP OWNED BY %s;', x.datname, x.roles), ' ')
+      INTO elsewhere
+      FROM (SELECT db.datname, pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(r.rolname), ', ') AS roles
+              FROM pg_catalog.pg_shdepend AS d
+              JOIN pg_catalog.pg_roles AS r ON r.oid = d.refobjid
+                                           AND d.refclassid = 'pg_catalog.pg_authid'::regclass
+              JOIN pg_catalog.pg_database AS db ON db.oid = d.dbid
+             WHERE db.datname <> pg_catalog.current_database()
+               AND (r.rolname = ANY (management)
+                    OR pg_catalog.shobj_description(r.oid, 'pg_authid') = principal_marker)
+             GROUP BY db.datname) AS x;
+    IF elsewhere IS NOT NULL THEN
+        RAISE EXCEPTION 'agency-rls: roles of this database own or are granted objects in other databases, so they cannot be dropped: %', elsewhere
+            USING HINT = 'connect to each database named and run the DROP OWNED BY shown (or REVOKE what was granted), then downgrade again; REVOKE CONNECT on other databases FROM PUBLIC keeps principals out of them',
+                  ERRCODE = 'dependent_objects_still_exist';
     END IF;
     -- What principals, the groups and the backend own here (nothing, unless a principal made it):
     -- large objects, default privileges. Policies and grants naming them are gone already.
