@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 
+from agency_rls.rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
-
-from rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 
 config = context.config
 

@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from __future__ import annotations
 
-from migrations.sql_ops import run_recorded
+from agency_rls.migrations.sql_ops import run_recorded
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

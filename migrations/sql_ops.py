@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agency_rls.rls_policies.definition import render
+from agency_rls.rls_policies.names import ManagementRoles
 from alembic import context, op
-
-from rls_policies.definition import render
-from rls_policies.names import ManagementRoles
 
 
 def management_roles() -> ManagementRoles:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from agency_rls.rls_policies.names import ManagementRoles
 from psycopg import sql
-
-from rls_policies.names import ManagementRoles
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -69,14 +68,16 @@ def security_template() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rls_policies.definition [--teardown]``: print the current definition, unrendered.
+    """``python -m agency_rls.rls_policies.definition [--teardown]``: print the current definition, unrendered.
 
     What a new revision records beside itself (``migrations/versions/<rev>_*.sql``); the
     placeholders are filled in with the database's role prefix when the revision runs.
     """
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m rls_policies.definition", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m agency_rls.rls_policies.definition", description=main.__doc__
+    )
     parser.add_argument("--teardown", action="store_true", help="print teardown.sql instead")
     args = parser.parse_args(argv)
     print(read_template(TEARDOWN_FILE) if args.teardown else security_template(), end="")

@@ -28,9 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from agency_rls.schema import metadata
 from psycopg import sql
-
-from schema import metadata
 
 #: How many offending row ids an error message lists per table.
 _LISTED = 20
@@ -41,7 +40,7 @@ class MaintenanceError(RuntimeError):
 
 
 def identity_tables() -> tuple[str, ...]:
-    """Tables of ``schema.tables`` whose ``id`` is an identity column, in dependency order."""
+    """Tables of ``agency_rls.schema.tables`` whose ``id`` is an identity column, in dependency order."""
     return tuple(
         table.name
         for table in metadata.sorted_tables

@@ -32,9 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
-
-from rls_policies.names import (
+from agency_rls.rls_policies.names import (
     ManagementRoles,
     RoleNameError,
     check_role_name,
@@ -43,6 +41,7 @@ from rls_policies.names import (
     marker_database,
     principal_marker,
 )
+from psycopg import sql
 
 #: Roles below this oid are built in (predefined roles, the bootstrap superuser).
 FIRST_NORMAL_OID = 16384
@@ -127,8 +126,8 @@ def _provision(
             _prune(conn, roles, database, report)
         _add_default_principal_rows(conn, prefix, report)
         # Loads nobody told us about: sequences behind explicit ids, derived columns a
-        # replica-mode load left wrong (rls_policies.maintenance says why each matters).
-        from rls_policies.maintenance import (
+        # replica-mode load left wrong (agency_rls.rls_policies.maintenance says why each matters).
+        from agency_rls.rls_policies.maintenance import (
             MaintenanceError,
             advance_identity_sequences,
             repair_derived_columns,

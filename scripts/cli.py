@@ -17,11 +17,11 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import psycopg
 import typer
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.provision import provision as run_provision
 from rich.console import Console
 
-from rls_policies.provision import provision as run_provision
-from scripts import migrations_runner
-from scripts.database import explicit_url, libpq_conninfo
+from agency_rls.cluster.database import explicit_url, libpq_conninfo
 
 app = typer.Typer(
     help="PostgreSQL row level security that keeps insurance agencies inside their scope.",
@@ -223,7 +223,7 @@ def demo(
 
     Example: agency-rls demo --keep
     """
-    from scripts.demo import run_demo  # imported late: keeps --help fast
+    from agency_rls.checks.demo import run_demo  # imported late: keeps --help fast
 
     ok = run_demo(explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json)
     if not ok:
@@ -253,7 +253,7 @@ def matrix(
     Read-only: one REPEATABLE READ READ ONLY transaction, a rolled-back savepoint per principal.
     Needs a superuser connection. Example: agency-rls matrix --html matrix.html
     """
-    from scripts.matrix import run_matrix  # imported late: keeps --help fast
+    from agency_rls.checks.matrix import run_matrix  # imported late: keeps --help fast
 
     run_matrix(database_url, principal, as_json=output is OutputFormat.json, html_path=html)
 
@@ -286,7 +286,7 @@ def check(
     Exit status: 0 all pass, 1 a mismatch (or error), 2 an invalid file.
     Example: agency-rls check scenarios/*.yaml --junit check.xml
     """
-    from scripts.check import run_check  # imported late: keeps --help fast
+    from agency_rls.checks.check import run_check  # imported late: keeps --help fast
 
     status = run_check(
         files, explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json, junit=junit

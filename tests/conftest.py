@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from scripts.throwaway_cluster import ThrowawayCluster
+from agency_rls.cluster.throwaway import ThrowawayCluster
 from tests.support import ScratchDatabase, World, create_database, sample_world_on, server_conninfo_from_env
 
 
@@ -53,7 +53,7 @@ def fresh_db(server: str) -> Iterator[ScratchDatabase]:
 
 @pytest.fixture(scope="session")
 def world(server: str) -> Iterator[World]:
-    """The sample world (scripts.sample_world), migrated and provisioned with login principals."""
+    """The sample world (agency_rls.checks.sample_world), migrated and provisioned with login principals."""
     with sample_world_on(server, "world") as built:
         yield built
 
@@ -74,6 +74,6 @@ def backend_conninfo(world: World) -> str:
 @pytest.fixture(scope="module")
 def contract_keys(superuser: psycopg.Connection) -> dict[int, str]:
     """Contract id -> policy number, read once by the superuser (threads then need no connection of it)."""
-    from scripts.sample_world import id_to_key
+    from agency_rls.checks.sample_world import id_to_key
 
     return id_to_key(superuser, "contract")

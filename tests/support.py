@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.provision import provision
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from rls_policies.provision import provision
-from scripts import migrations_runner
-from scripts.database import conninfo_url, libpq_conninfo
+from agency_rls.cluster.database import conninfo_url, libpq_conninfo
 
 SERVER_ENV = "AGENCY_RLS_TEST_DATABASE_URL"
 #: Password given to test login roles, so direct logins work under trust, md5 or scram.
@@ -159,7 +159,7 @@ def build_world(db: ScratchDatabase, load: object) -> World:
 @contextmanager
 def sample_world_on(server: str, label: str) -> Iterator[World]:
     """A new database holding the sample world; downgraded (roles dropped) and dropped afterwards."""
-    from scripts.sample_world import load_sample_world
+    from agency_rls.checks.sample_world import load_sample_world
 
     db = create_database(server, label)
     built = None

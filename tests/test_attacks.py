@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.provision import provision
 from psycopg import sql
 
-from rls_policies.provision import provision
-from scripts.sample_world import (
+from agency_rls.checks.sample_world import (
     AGENCY_IDS,
     CONTRACT_IDS,
     CUSTOMER_IDS,
@@ -511,7 +511,7 @@ def test_provisioning_never_adopts_postgres_or_the_owner_through_a_principal_row
 ) -> None:
     """The spec's provisioning rules, on a full world: the database refuses a row naming a management
     role; one that a load with triggers off got in anyway is refused by provisioning."""
-    from rls_policies.provision import ProvisionError
+    from agency_rls.rls_policies.provision import ProvisionError
 
     with mutable_world.admin() as admin:
         for name in ("postgres", mutable_world.role("rls_owner")):

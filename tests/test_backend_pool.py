@@ -1,4 +1,4 @@
-"""agency_backend.PrincipalPool: one principal per transaction on shared backend connections, no leaks.
+"""agency_rls.backend.PrincipalPool: one principal per transaction on shared backend connections, no leaks.
 
 Threats 14, 15, 21-23 and attack 17/20 of ``threats.md``, against the real server and a real
 psycopg_pool: principals in turn on one physical connection, failed and dirty requests, prepared
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agency_backend import (
+from agency_rls.backend import (
     BackendRoleError,
     InvalidPrincipalName,
     NotAMember,
@@ -30,7 +30,7 @@ from agency_backend import (
     leftover_state,
     set_local_principal,
 )
-from scripts.sample_world import AGENCY_IDS, EXPECTED, PRINCIPALS, TABLES, visible_keys
+from agency_rls.checks.sample_world import AGENCY_IDS, EXPECTED, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
 
 AGENCY_PRINCIPALS = tuple(p for p in PRINCIPALS if p.startswith("agency_"))

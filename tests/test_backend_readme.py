@@ -18,7 +18,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import URL
 
-from scripts.sample_world import AGENCY_IDS, EXPECTED
+from agency_rls.checks.sample_world import AGENCY_IDS, EXPECTED
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -1,4 +1,4 @@
-"""agency_backend.sqlalchemy: sessions and engines acting as one principal in every transaction.
+"""agency_rls.backend.sqlalchemy: sessions and engines acting as one principal in every transaction.
 
 The same leak cases as tests/test_backend_pool.py, through SQLAlchemy 2's own pool (sync and
 asyncio, psycopg 3 driver): principals in turn on one physical connection, every transaction of
@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agency_backend import (
+from agency_rls.backend import (
     BackendRoleError,
     InvalidPrincipalName,
     NotAMember,
@@ -31,8 +31,8 @@ from agency_backend import (
     UnknownPrincipal,
     leftover_state,
 )
-from agency_backend.hygiene import LeftoverState, require_clean
-from agency_backend.sqlalchemy import (
+from agency_rls.backend.hygiene import LeftoverState, require_clean
+from agency_rls.backend.sqlalchemy import (
     AsyncPrincipalSession,
     PrincipalSession,
     acting_as,
@@ -42,7 +42,7 @@ from agency_backend.sqlalchemy import (
     create_engine,
     principal_sessionmaker,
 )
-from scripts.sample_world import EXPECTED, PRINCIPALS, TABLES, visible_keys
+from agency_rls.checks.sample_world import EXPECTED, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
 
 CONTRACTS = sa.text("SELECT id FROM public.contract WHERE id > :after")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.names import ManagementRoles, management_marker, principal_marker
+from agency_rls.schema import PROTECTED_TABLES
 
-from rls_policies.names import ManagementRoles, management_marker, principal_marker
-from schema import PROTECTED_TABLES
 from tests.support import World
 
 NOT_PROTECTED = {"insurer", "alembic_version"}

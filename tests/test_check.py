@@ -16,16 +16,16 @@ from xml.etree import ElementTree as ET
 
 import psycopg
 import pytest
+from agency_rls.scripts.cli import app
 from hypothesis import HealthCheck, Phase, find, given, settings
 from typer.testing import CliRunner
 
-from reference_model.scenario import world_to_yaml
-from reference_model.scenario_file import parse_scenario
-from reference_model.strategies import ANCHOR, worlds
-from reference_model.world import TABLES, World
-from scripts.check import RowMismatch, compare, install_scenario, load_scenario
-from scripts.cli import app
-from scripts.database import conninfo_url
+from agency_rls.checks.check import RowMismatch, compare, install_scenario, load_scenario
+from agency_rls.cluster.database import conninfo_url
+from agency_rls.reference_model.scenario import world_to_yaml
+from agency_rls.reference_model.scenario_file import parse_scenario
+from agency_rls.reference_model.strategies import ANCHOR, worlds
+from agency_rls.reference_model.world import TABLES, World
 from tests.support import ScratchDatabase
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))

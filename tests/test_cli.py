@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from agency_rls.scripts.cli import app
 from typer.testing import CliRunner
 
-from scripts.cli import app
 from tests.support import ScratchDatabase
 
 COMMANDS = ["migrate", "downgrade", "current", "history", "provision", "demo", "matrix", "check"]
@@ -19,7 +19,7 @@ COMMANDS = ["migrate", "downgrade", "current", "history", "provision", "demo", "
 def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed console script's code in a subprocess, as a user would."""
     return subprocess.run(
-        [sys.executable, "-c", "from scripts.cli import main; main()", *args],
+        [sys.executable, "-c", "from agency_rls.scripts.cli import main; main()", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -14,14 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
+from agency_rls.rls_policies.names import ManagementRoles
+from agency_rls.schema import metadata
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
-from rls_policies.names import ManagementRoles
-from schema import metadata
-from scripts import migrations_runner
-from scripts.database import sqlalchemy_url
+from agency_rls.cluster.database import sqlalchemy_url
 from tests.support import ScratchDatabase, create_database
 
 VERSIONS = Path(__file__).parent.parent / "migrations" / "versions"

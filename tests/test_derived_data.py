@@ -2,7 +2,7 @@
 
 ``contract_handler.insurer_id`` is kept exact by a trigger and a cascading key; a load with
 ``SET session_replication_role = replica`` turns both off. ``provision`` recomputes the derived
-column (``rls_policies.maintenance.repair_derived_columns``) and refuses source rows that only
+column (``agency_rls.rls_policies.maintenance.repair_derived_columns``) and refuses source rows that only
 the disabled keys would have refused.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.provision import ProvisionError, provision
 
-from rls_policies.provision import ProvisionError, provision
 from tests.support import ScratchDatabase, World, build_world
 
 HANDLERS = "SELECT id FROM public.contract_handler ORDER BY id"

@@ -1,6 +1,6 @@
 """Differential fuzzing: random worlds, the database as every principal vs the reference model.
 
-For each world Hypothesis generates (``reference_model.strategies.worlds``), the world is loaded
+For each world Hypothesis generates (``agency_rls.reference_model.strategies.worlds``), the world is loaded
 into one migrated scratch database (truncate, plain-SQL load, ``provision(prune=True)``), and for
 every principal and every table the rows the database returns under ``SET LOCAL ROLE`` must be
 exactly the rows ``reference_model`` computes from the spec. A failing world is shrunk and printed
@@ -14,7 +14,7 @@ profile, e.g. ``AGENCY_RLS_FUZZ_PROFILE=thorough AGENCY_RLS_FUZZ_EXAMPLES=20000 
 tests/test_differential.py``.
 
 After the worlds, every rule clause must have decided at least one row each way (shown / hidden,
-see ``reference_model.coverage``): a generator that never builds, say, a supervisor handling a
+see ``agency_rls.reference_model.coverage``): a generator that never builds, say, a supervisor handling a
 contract its entrusted working agency does not handle, would otherwise pass without testing the
 incident.
 """
@@ -28,14 +28,14 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.provision import provision
 from hypothesis import HealthCheck, given, settings
 
-from reference_model.database import world_from_connection, world_to_sql
-from reference_model.differential import TRUNCATE, Differential
-from reference_model.scenario import world_from_yaml, world_to_scenario, world_to_yaml
-from reference_model.strategies import ANCHOR, worlds
-from reference_model.world import World
-from rls_policies.provision import provision
+from agency_rls.reference_model.database import world_from_connection, world_to_sql
+from agency_rls.reference_model.differential import TRUNCATE, Differential
+from agency_rls.reference_model.scenario import world_from_yaml, world_to_scenario, world_to_yaml
+from agency_rls.reference_model.strategies import ANCHOR, worlds
+from agency_rls.reference_model.world import World
 from tests.support import ScratchDatabase, create_database, set_test_passwords
 
 settings.register_profile(

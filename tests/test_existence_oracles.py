@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.provision import provision
+from agency_rls.schema import ALL_TABLES
 from psycopg import sql
 
-from reference_model.database import load_world, world_from_connection
-from rls_policies.provision import provision
-from schema import ALL_TABLES
-from scripts.sample_world import load_sample_world
+from agency_rls.checks.sample_world import load_sample_world
+from agency_rls.reference_model.database import load_world, world_from_connection
 from tests.support import ScratchDatabase, World, build_world
 
 IDENTITY_TABLES = tuple(t for t in ALL_TABLES if t != "principal")  # principal is keyed by role_name
@@ -30,7 +30,7 @@ def lagging_sequences(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
     """Tables whose identity would next hand out an id a row already holds: {table: (next id, max id)}.
 
     Read by the superuser from the sequence relation itself (last_value, is_called), without
-    consuming a value, independently of ``rls_policies.maintenance``.
+    consuming a value, independently of ``agency_rls.rls_policies.maintenance``.
     """
     lagging = {}
     for table in IDENTITY_TABLES:

@@ -16,15 +16,15 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.definition import read_template, render
+from agency_rls.rls_policies.names import ManagementRoles, management_marker, principal_marker
+from agency_rls.rls_policies.provision import ProvisionError, provision
+from agency_rls.scripts.cli import app
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
-from rls_policies.definition import read_template, render
-from rls_policies.names import ManagementRoles, management_marker, principal_marker
-from rls_policies.provision import ProvisionError, provision
-from scripts import migrations_runner
-from scripts.cli import app
 from tests.support import ScratchDatabase, World, build_world, create_database
 
 SMALL_WORLD = """

@@ -20,16 +20,16 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.names import ManagementRoles
+from agency_rls.rls_policies.provision import provision
+from agency_rls.schema import ALL_TABLES
+from agency_rls.scripts.cli import app
 from psycopg import sql
 from typer.testing import CliRunner, Result
 
-from rls_policies.names import ManagementRoles
-from rls_policies.provision import provision
-from schema import ALL_TABLES
-from scripts.cli import app
-from scripts.matrix import Matrix, PrincipalAccess, Privilege, TableAccess, take_matrix
-from scripts.matrix_html import render_html
-from scripts.sample_world import EXPECTED, PRINCIPALS, STAFF_ROLE
+from agency_rls.checks.matrix import Matrix, PrincipalAccess, Privilege, TableAccess, take_matrix
+from agency_rls.checks.matrix_html import render_html
+from agency_rls.checks.sample_world import EXPECTED, PRINCIPALS, STAFF_ROLE
 from tests.catalog import snapshot
 from tests.support import ScratchDatabase, World
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.provision import provision
 
-from rls_policies.provision import provision
-from scripts import migrations_runner
-from scripts.sample_world import EXPECTED
+from agency_rls.checks.sample_world import EXPECTED
 from tests.support import World, sample_world_on, set_test_passwords
 
 READER = "agency_w11"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.provision import provision
+from agency_rls.schema import PROTECTED_TABLES
 from psycopg import sql
 
-from rls_policies.provision import provision
-from schema import PROTECTED_TABLES
-from scripts import migrations_runner
-from scripts.sample_world import load_sample_world
+from agency_rls.checks.sample_world import load_sample_world
 from tests.catalog import snapshot
 from tests.support import ScratchDatabase
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from agency_rls.schema import PROTECTED_TABLES
 
-from schema import PROTECTED_TABLES
 from tests.support import World
 
 PERSONAS = ["agency_s1", "agency_w11", "staff_nl_at_m1", "insurer_nl"]

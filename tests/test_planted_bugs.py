@@ -1,7 +1,7 @@
 """The fuzzer catches deliberately wrong policies, from generated worlds alone.
 
 Each test takes a fresh migrated database, plants one mistake by SQL as superuser, and lets
-Hypothesis search the CI budget of worlds (``reference_model.strategies.worlds``, no hand-written
+Hypothesis search the CI budget of worlds (``agency_rls.reference_model.strategies.worlds``, no hand-written
 world) for one on which the database and the reference model disagree; the world found is shrunk
 and printed as a scenario. The planted mistakes are the ones behind the incident:
 
@@ -30,11 +30,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, settings
 from psycopg import sql
 
-from reference_model import visible_rows
-from reference_model.differential import Differential, Disagreement, Mismatch
-from reference_model.scenario import world_to_yaml
-from reference_model.strategies import ANCHOR, worlds
-from reference_model.world import World
+from agency_rls.reference_model import visible_rows
+from agency_rls.reference_model.differential import Differential, Disagreement, Mismatch
+from agency_rls.reference_model.scenario import world_to_yaml
+from agency_rls.reference_model.strategies import ANCHOR, worlds
+from agency_rls.reference_model.world import World
 from tests.test_differential import differential_database
 
 CI_BUDGET = 200

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from agency_rls.rls_policies.names import principal_marker
+from agency_rls.rls_policies.provision import ProvisionError, provision
+from agency_rls.scripts.cli import app
 from psycopg import sql
 from typer.testing import CliRunner
 
-from rls_policies.names import principal_marker
-from rls_policies.provision import ProvisionError, provision
-from scripts.cli import app
 from tests.catalog import snapshot
 from tests.support import ScratchDatabase
 
@@ -194,7 +194,9 @@ def test_command_line_error_is_one_line_and_non_zero(fresh_db: ScratchDatabase) 
 
 def test_login_principals_come_with_the_residual_channel_warning(small_db: ScratchDatabase) -> None:
     """Issue 7, existence oracles: direct login lets a principal run EXPLAIN ANALYZE; provision says so."""
-    result = CliRunner().invoke(app, ["provision", "--login", "--database-url", small_db.url, "--format", "json"])
+    result = CliRunner().invoke(
+        app, ["provision", "--login", "--database-url", small_db.url, "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     assert "What row level security cannot hide" in result.stderr
     assert json.loads(result.stdout)["roles_created"]

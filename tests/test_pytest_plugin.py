@@ -23,9 +23,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agency_rls_pytest import VisibilityMismatch, assert_visible
-from scripts.database import conninfo_url
-from scripts.sample_world import EXPECTED
+from agency_rls.checks.sample_world import EXPECTED
+from agency_rls.cluster.database import conninfo_url
+from agency_rls.pytest_plugin import VisibilityMismatch, assert_visible
 from tests.support import World
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -102,16 +102,17 @@ def report(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_the_plugin_is_registered_through_the_pytest11_entry_point() -> None:
     registered = {ep.name: ep.value for ep in entry_points(group="pytest11")}
-    assert registered.get("agency_rls") == "agency_rls_pytest.plugin", (
+    assert registered.get("agency_rls") == "agency_rls.pytest_plugin.plugin", (
         "the agency_rls pytest11 entry point is not installed: reinstall the package (pip install -e .)"
     )
 
 
 def test_loading_the_plugin_imports_no_database_machinery() -> None:
     code = (
-        "import sys, agency_rls_pytest.plugin, agency_rls_pytest\n"
-        "heavy = ('psycopg', 'sqlalchemy', 'alembic', 'agency_backend', 'rls_policies', 'scripts')\n"
-        "print(sorted(name for name in sys.modules if name.split('.')[0] in heavy))\n"
+        "import sys, agency_rls.pytest_plugin.plugin, agency_rls.pytest_plugin\n"
+        "heavy = ('psycopg', 'sqlalchemy', 'alembic', 'agency_rls.backend', 'agency_rls.rls_policies',"
+        " 'agency_rls.scripts', 'agency_rls.cluster', 'agency_rls.checks')\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in heavy or '.'.join(n.split('.')[:2]) in heavy))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -200,9 +201,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from agency_backend import NotAPrincipal, Principal, UnknownPrincipal
-from agency_backend.sqlalchemy import acting_as, create_engine
-from agency_rls_pytest import VisibilityMismatch, assert_visible
+from agency_rls.backend import NotAPrincipal, Principal, UnknownPrincipal
+from agency_rls.backend.sqlalchemy import acting_as, create_engine
+from agency_rls.pytest_plugin import VisibilityMismatch, assert_visible
 
 WORLD = """
 INSERT INTO insurer (id, code, name, line, kind)
@@ -351,8 +352,8 @@ OTHER_WORLD = '''
 
 import pytest
 
-from agency_backend import UnknownPrincipal
-from agency_rls_pytest import assert_visible
+from agency_rls.backend import UnknownPrincipal
+from agency_rls.pytest_plugin import assert_visible
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -396,8 +397,8 @@ SCENARIO = '''
 
 import pytest
 
-from agency_rls_pytest import assert_visible
-from scripts.check import ScenarioError
+from agency_rls.pytest_plugin import assert_visible
+from agency_rls.checks.check import ScenarioError
 
 SCENARIO = "<path of the scenario>"
 

@@ -1,6 +1,6 @@
 """The reference model against the hand-written sample world and its EXPECTED rows.
 
-Why: ``scripts.sample_world.EXPECTED`` is a reading of the spec made by hand, the model is another
+Why: ``agency_rls.checks.sample_world.EXPECTED`` is a reading of the spec made by hand, the model is another
 one made as code; both were written from ``scope-rules.md`` alone. They must agree row for row
 before the model is trusted as the oracle of the differential fuzzer. The sample world is read back
 from the session's database (``world_from_connection``), so the loader is checked on the way, and
@@ -14,16 +14,16 @@ from typing import NamedTuple
 
 import pytest
 
-from reference_model import visible_rows
-from reference_model.database import world_from_connection
-from reference_model.world import TABLES, World
-from scripts.sample_world import EXPECTED, PRINCIPALS, id_to_key, key_query
+from agency_rls.checks.sample_world import EXPECTED, PRINCIPALS, id_to_key, key_query
+from agency_rls.reference_model import visible_rows
+from agency_rls.reference_model.database import world_from_connection
+from agency_rls.reference_model.world import TABLES, World
 from tests.support import World as DatabaseWorld
 
 
 class SampleWorld(NamedTuple):
     world: World  # as the model sees it, read back from the database
-    keys: dict[str, dict[object, str]]  # table -> id -> readable key of scripts.sample_world
+    keys: dict[str, dict[object, str]]  # table -> id -> readable key of agency_rls.checks.sample_world
     now: dt.datetime  # the database's now()
 
 

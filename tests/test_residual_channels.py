@@ -25,7 +25,7 @@ Measured on PostgreSQL 15 (the small world, analyzed):
 - the role catalog: every principal's role name, so every agency's code;
 - covert channels between two principals: large objects, role settings, default privileges.
 
-Through the backend (``agency_backend.PrincipalPool``) the same SQL has the same reach: the backend
+Through the backend (``agency_rls.backend.PrincipalPool``) the same SQL has the same reach: the backend
 closes these channels only because its callers never send SQL.
 """
 
@@ -41,7 +41,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from agency_backend import PrincipalPool
+from agency_rls.backend import PrincipalPool
 from tests.support import World
 
 EXPLAIN = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "

@@ -1,6 +1,6 @@
 """What every principal of the sample world reads, table by table, with exact expected rows.
 
-The expectations (scripts.sample_world.EXPECTED) were derived by hand from scope-rules.md,
+The expectations (agency_rls.checks.sample_world.EXPECTED) were derived by hand from scope-rules.md,
 independently of the policy SQL. Each principal is checked twice: through the backend login
 role with SET LOCAL ROLE (how applications connect), and by logging in as itself.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from scripts.sample_world import EXPECTED, INCIDENT_CHECKS, PRINCIPALS, TABLES, visible_keys
+from agency_rls.checks.sample_world import EXPECTED, INCIDENT_CHECKS, PRINCIPALS, TABLES, visible_keys
 from tests.support import World
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from scripts.sample_world import WRITES
+from agency_rls.checks.sample_world import WRITES
 from tests.support import World
 
 
@@ -24,7 +24,7 @@ def test_write(world: World, case: dict[str, object]) -> None:
 
 def test_refused_receipts_for_hidden_and_missing_notices_fail_alike(world: World) -> None:
     """Attack 13: a receipt for a hidden notice and for a non-existent one give the same error."""
-    from scripts.sample_world import AGENCY_IDS, NOTICE_IDS
+    from agency_rls.checks.sample_world import AGENCY_IDS, NOTICE_IDS
 
     messages = []
     for notice_id in (NOTICE_IDS["L01"], 999_999):
@@ -39,7 +39,7 @@ def test_refused_receipts_for_hidden_and_missing_notices_fail_alike(world: World
 
 
 def test_a_prospect_gets_its_id_from_the_database_and_is_returned(world: World) -> None:
-    from scripts.sample_world import AGENCY_IDS
+    from agency_rls.checks.sample_world import AGENCY_IDS
 
     with world.acting_as("agency_w11") as cur:
         row = cur.execute(

@@ -11,7 +11,7 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
-from migrations.sql_ops import run_recorded
+from agency_rls.migrations.sql_ops import run_recorded
 
 revision = "0002"
 down_revision = "0001"

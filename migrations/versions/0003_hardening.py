@@ -14,7 +14,7 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-from migrations.sql_ops import run_recorded
+from agency_rls.migrations.sql_ops import run_recorded
 
 revision = "0003"
 down_revision = "0002"

@@ -1,0 +1,162 @@
+"""``agency-rls demo``: the incident, replayed against the real policies.
+
+Migrates a database, loads the sample world (``agency_rls.checks.sample_world``), provisions, and
+then, for each principal, counts what it can read by querying *as that principal*
+(``SET LOCAL ROLE`` inside a transaction that is rolled back). The incident checks show the
+rows the original incident leaked, which must count 0 here.
+
+Only an explicit URL (``--database-url`` / ``DATABASE_URL``) points the demo at an existing
+server; stray ``PG*`` variables are ignored so a sample world is never written into a real
+database by accident. Without one, a throwaway cluster is started and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from agency_rls.checks import sample_world
+from agency_rls.cluster.database import libpq_conninfo
+from agency_rls.cluster.throwaway import ThrowawayCluster
+from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.provision import provision, stored_prefix
+from agency_rls.schema import ALL_TABLES
+
+DEMO_DATABASE = "agency_rls_demo"
+
+
+@dataclass
+class CheckResult:
+    """One incident check: what a principal counted, and what it must count."""
+
+    label: str
+    role: str
+    expected: int
+    actual: int
+
+    @property
+    def ok(self) -> bool:
+        """The count is the one the spec requires."""
+        return self.actual == self.expected
+
+
+def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> bool:
+    """Run the demo; True when every incident check holds."""
+    console = Console()
+    with ExitStack() as stack:
+        if url is None:
+            cluster = ThrowawayCluster(keep=keep).start()
+            if not keep:
+                stack.callback(cluster.stop)
+            _create_database(cluster.conninfo(), DEMO_DATABASE)
+            url = cluster.url(DEMO_DATABASE)
+        else:
+            cluster = None
+        conninfo = libpq_conninfo(url)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            _require_empty(conn)
+        migrations_runner.upgrade(url, "head")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            prefix = stored_prefix(conn)
+            with conn.transaction():
+                sample_world.load_sample_world(conn, prefix=prefix)
+            provision(conn)
+            counts = _visible_counts(conn)
+            checks = _incident_checks(conn, prefix)
+        ok = all(check.ok for check in checks)
+        if as_json:
+            print(
+                json.dumps(
+                    {"ok": ok, "visible_rows": counts, "incident_checks": [c.__dict__ for c in checks]},
+                    indent=2,
+                )
+            )
+        else:
+            _print_report(console, counts, checks, ok)
+            if cluster is not None and keep:
+                console.print(
+                    f"\nThe cluster keeps running. Explore it with:\n  {cluster.psql_command(DEMO_DATABASE)}",
+                    markup=False,
+                    highlight=False,
+                )
+                console.print(
+                    f"Stop it with:\n  pg_ctl -D {cluster.datadir} stop  (as the postgres user when root)",
+                    markup=False,
+                    highlight=False,
+                )
+    return ok
+
+
+def _create_database(admin_conninfo: str, name: str) -> None:
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def _require_empty(conn: psycopg.Connection) -> None:
+    """Refuse to load a sample world next to real data."""
+    row = conn.execute("SELECT to_regclass('public.agency') IS NOT NULL").fetchone()
+    if row and row[0]:
+        has_rows = conn.execute("SELECT EXISTS (SELECT FROM public.agency)").fetchone()
+        if has_rows and has_rows[0]:
+            raise RuntimeError("the demo needs an empty database; this one already holds agencies")
+
+
+def _acting_as(conn: psycopg.Connection, role: str, query: str) -> int:
+    """Run a count query as ``role`` in a transaction that is always rolled back."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            row = conn.execute(query).fetchone()  # type: ignore[call-overload]
+            return int(row[0]) if row else 0
+    except psycopg.errors.InsufficientPrivilege:
+        return 0
+
+
+def _visible_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    roles = [r[0] for r in conn.execute("SELECT role_name FROM public.principal ORDER BY kind, role_name")]
+    return {
+        role: {table: _acting_as(conn, role, f"SELECT count(*) FROM public.{table}") for table in ALL_TABLES}
+        for role in roles
+    }
+
+
+def _incident_checks(conn: psycopg.Connection, prefix: str) -> list[CheckResult]:
+    return [
+        CheckResult(
+            label=label, role=prefix + role, expected=expected, actual=_acting_as(conn, prefix + role, query)
+        )
+        for label, role, query, expected in sample_world.INCIDENT_CHECKS
+    ]
+
+
+def _print_report(
+    console: Console, counts: dict[str, dict[str, int]], checks: list[CheckResult], ok: bool
+) -> None:
+    table = Table(title="Rows each principal can read (counted as that principal)")
+    table.add_column("principal")
+    for name in ALL_TABLES:
+        table.add_column(name, justify="right")
+    for role, per_table in counts.items():
+        table.add_row(role, *(str(per_table[name]) for name in ALL_TABLES))
+    console.print(table)
+    checks_table = Table(title="The incident, replayed")
+    for column in ("check", "as", "expected", "actual", ""):
+        checks_table.add_column(column)
+    for check in checks:
+        checks_table.add_row(
+            check.label,
+            check.role,
+            str(check.expected),
+            str(check.actual),
+            "[green]ok[/green]" if check.ok else "[red]LEAK[/red]",
+        )
+    console.print(checks_table)
+    console.print(
+        "[green]Every incident check holds.[/green]" if ok else "[red]Some incident checks fail.[/red]"
+    )

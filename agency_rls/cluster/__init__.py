@@ -1,0 +1,1 @@
+"""PostgreSQL servers to run against: throwaway clusters, connection strings, scratch databases."""
