@@ -108,7 +108,7 @@ class ManagementRoles:
 
     @property
     def helper(self) -> str:
-        """NOLOGIN BYPASSRLS owner of the scope functions; nobody is its member."""
+        """NOLOGIN owner of the scope functions, which read across scope through policies naming it; nobody is its member."""
         return f"{self.prefix}rls_helper"
 
     @property

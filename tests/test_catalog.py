@@ -71,19 +71,47 @@ def test_no_partitions_or_child_tables_escape_the_policies(admin: psycopg.Connec
 
 
 def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connection, world: World) -> None:
-    """Attack 33: no policy for PUBLIC, none USING (true), all applying only to the group roles."""
+    """Attack 33: no policy for PUBLIC; none USING (true) for a role anyone acts as: every policy
+    applies only to the group roles, except the scope functions' SELECT policies, which name only
+    their owner (NOLOGIN, nobody's member: it reads across scope without BYPASSRLS)."""
     roles = ManagementRoles(world.prefix)
     rows = admin.execute(
         """
-        SELECT tablename, policyname, roles::text[], coalesce(qual, ''), coalesce(with_check, ''), permissive
+        SELECT tablename, policyname, roles::text[], coalesce(qual, ''), coalesce(with_check, ''), permissive, cmd
           FROM pg_policies WHERE schemaname = 'public'"""
     ).fetchall()
     assert rows
-    for _table, policy, policy_roles, qual, check, _ in rows:
+    helper_tables = set()
+    for table, policy, policy_roles, qual, check, permissive, cmd in rows:
         assert "public" not in policy_roles, policy
+        if policy == "scope_functions_read":
+            assert (policy_roles, qual, check, permissive, cmd) == (
+                [roles.helper],
+                "true",
+                "",
+                "PERMISSIVE",
+                "SELECT",
+            )
+            helper_tables.add(table)
+            continue
         assert set(policy_roles) <= set(roles.groups()), policy
         assert qual.strip("() ").lower() != "true" and check.strip("() ").lower() != "true", policy
-    restrictive = {(t, p) for t, p, *_, permissive in rows if permissive == "RESTRICTIVE"}
+    # Exactly the tables the scope functions read (SELECT granted to the helper), no more.
+    granted = admin.execute(
+        "SELECT table_name FROM information_schema.role_table_grants"
+        " WHERE grantee = %s AND privilege_type = 'SELECT' AND table_schema = 'public'",
+        (roles.helper,),
+    ).fetchall()
+    assert helper_tables == {t for (t,) in granted} - {"insurer"}
+    assert admin.execute(
+        "SELECT rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s", (roles.helper,)
+    ).fetchone() == (False, False)
+    assert admin.execute(
+        "SELECT count(*) FROM pg_auth_members WHERE roleid = %s::regrole", (roles.helper,)
+    ).fetchone() == (0,)
+    restrictive = {
+        (t, p) for t, p, _roles, _qual, _check, permissive, _cmd in rows if permissive == "RESTRICTIVE"
+    }
     assert ("contract", "contract_entrustment_guard") in restrictive
     assert ("contract_handler", "contract_handler_entrustment_guard") in restrictive
     assert ("notice", "notice_entrustment_guard") in restrictive

@@ -17,7 +17,7 @@ ALTER TABLE public.notice           OWNER TO {{owner}};
 ALTER TABLE public.notice_receipt   OWNER TO {{owner}};
 ALTER TABLE public.principal        OWNER TO {{owner}};
 
--- The scope functions belong to the BYPASSRLS helper owner; nobody else may run them but
+-- The scope functions belong to the helper owner (it reads across scope, policies.sql); nobody else may run them but
 -- the principals whose policies call them.
 ALTER FUNCTION agency_rls.acting_role()               OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.acting_principal()          OWNER TO {{helper}};

@@ -115,3 +115,25 @@ ALTER TABLE public.principal FORCE ROW LEVEL SECURITY;
 CREATE POLICY principal_read_own ON public.principal
     AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
     USING (role_name = (SELECT current_user::text));
+
+-- The scope functions' owner reads across scope ----------------------------------------------
+-- {{helper}} owns only the SECURITY DEFINER scope functions (and the derived-column trigger);
+-- it is NOLOGIN and nobody is its member, so these policies open every row to the functions and
+-- to nothing else. SELECT only. (Instead of BYPASSRLS, which a DBA without SUPERUSER cannot grant
+-- on PostgreSQL 15, and which would reach every table of the database.)
+CREATE POLICY scope_functions_read ON public.agency
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.supervision
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.entrustment
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.customer
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.contract
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.contract_handler
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.notice
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+CREATE POLICY scope_functions_read ON public.principal
+    AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);

@@ -3,12 +3,14 @@
 -- Roles are cluster-wide and databases are not, so a prefix's roles belong to exactly one
 -- database: each carries the marker comment 'agency-rls:management database=<that database>'.
 -- A role of the same name with another database's marker (the prefix is taken: choose another
--- one), without the marker, or that is a superuser, BYPASSRLS (other than the helper owner),
--- CREATEROLE or predefined role, is never adopted.
+-- one), without the marker, or that is a superuser, BYPASSRLS, CREATEROLE or predefined role,
+-- is never adopted. No role of the project bypasses row level security.
 --
 --   {{owner}}          NOLOGIN, owns the tables; FORCE row level security applies to it too.
---   {{helper}}         NOLOGIN BYPASSRLS, owns only the SECURITY DEFINER scope functions;
---                      nobody is granted membership in it.
+--   {{helper}}         NOLOGIN, owns only the SECURITY DEFINER scope functions; nobody is
+--                      granted membership in it. It reads across scope through SELECT
+--                      policies that name it alone (policies.sql), not by BYPASSRLS, so a
+--                      DBA without SUPERUSER can create it (managed PostgreSQL).
 --   {{backend}}        LOGIN NOINHERIT: member of every principal role, sees nothing itself;
 --                      acts for a principal with SET LOCAL ROLE.
 --   {{agency_group}}   NOLOGIN group of every agency principal; policies name it.
@@ -20,7 +22,7 @@ DO $roles$
 DECLARE
     wanted CONSTANT text[][] := ARRAY[
         [{{owner_name}},         'NOLOGIN NOINHERIT'],
-        [{{helper_name}},        'NOLOGIN NOINHERIT BYPASSRLS'],
+        [{{helper_name}},        'NOLOGIN NOINHERIT'],
         [{{backend_name}},       'LOGIN NOINHERIT'],
         [{{agency_group_name}},  'NOLOGIN NOINHERIT'],
         [{{agency_writer_group_name}}, 'NOLOGIN NOINHERIT'],
@@ -49,8 +51,7 @@ BEGIN
                       ERRCODE = 'duplicate_object';
         ELSIF found_marker IS DISTINCT FROM marker
               OR existing.rolsuper OR existing.rolcreaterole OR existing.rolcreatedb
-              OR existing.rolreplication
-              OR (existing.rolbypassrls AND wanted[i][1] <> {{helper_name}})
+              OR existing.rolreplication OR existing.rolbypassrls
               OR existing.rolname LIKE 'pg\_%' THEN
             RAISE EXCEPTION 'agency-rls: role % exists and is not an agency-rls management role',
                 pg_catalog.quote_ident(wanted[i][1])

@@ -3,7 +3,8 @@
 -- Why SECURITY DEFINER: a rule on one table reads others (a contract is visible through
 -- contract_handler, entrustment and supervision); reading them under the caller's own row
 -- security would recurse between policies. These functions are owned by {{helper}}, a NOLOGIN
--- BYPASSRLS role that nobody is a member of, so they read across scope; everything they
+-- role that nobody is a member of and that SELECT policies naming it alone let read every row
+-- (policies.sql; no role needs BYPASSRLS), so they read across scope; everything they
 -- return is about the caller only.
 --
 -- Why identity is not an argument: a principal can call any function a policy uses, with any
