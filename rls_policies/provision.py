@@ -158,6 +158,7 @@ def _provision(
                 marker=principal_marker(database),
                 login=login,
                 report=report,
+                server_version=conn.info.server_version,
             )
             if role is None or recorded.get(role_name) is None:
                 statements += _record_mapping(role_name, mapping)
@@ -294,12 +295,20 @@ class _ExistingRole:
     marker: str | None
     member_of: frozenset[str]
     granted_to_backend: bool
+    #: PostgreSQL 16+: groups it may SET ROLE to (a principal should not: see _grant_group)
+    settable: frozenset[str] = frozenset()
 
 
 def _existing_roles(
     conn: psycopg.Connection, roles: ManagementRoles, names: list[str]
 ) -> dict[str, _ExistingRole]:
     """One catalog query for every role named by a principal row."""
+    settable = (
+        "ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members AS m"
+        " JOIN pg_catalog.pg_roles AS g ON g.oid = m.roleid WHERE m.member = r.oid AND m.set_option)"
+        if conn.info.server_version >= 160000
+        else "ARRAY[]::text[]"
+    )
     rows = conn.execute(
         """
         SELECT r.rolname, r.oid,
@@ -311,16 +320,34 @@ def _existing_roles(
                       WHERE m.member = r.oid),
                EXISTS (SELECT FROM pg_catalog.pg_auth_members AS m
                         JOIN pg_catalog.pg_roles AS b ON b.oid = m.member
-                       WHERE m.roleid = r.oid AND b.rolname = %s)
+                       WHERE m.roleid = r.oid AND b.rolname = %s),
+               """
+        + settable
+        + """
           FROM pg_catalog.pg_roles AS r
          WHERE r.rolname = ANY (%s)
         """,
         (roles.backend, names),
     ).fetchall()
     return {
-        name: _ExistingRole(oid, powerful, can_login, marker, frozenset(member_of), to_backend)
-        for name, oid, powerful, can_login, marker, member_of, to_backend in rows
+        name: _ExistingRole(
+            oid, powerful, can_login, marker, frozenset(member_of), to_backend, frozenset(settable_groups)
+        )
+        for name, oid, powerful, can_login, marker, member_of, to_backend, settable_groups in rows
     }
+
+
+def _grant_group(group: str, principal: str, server_version: int) -> sql.Composable:
+    """GRANT a group role to a principal; from PostgreSQL 16 WITH INHERIT TRUE, SET FALSE.
+
+    The principal needs the group's privileges (and the policies naming the group) but never to
+    act *as* the group: on 15 any member can SET ROLE to it and then set the group's role settings
+    and default privileges, or own large objects in its name (a channel between principals).
+    """
+    grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(principal))
+    if server_version >= 160000:
+        return grant + sql.SQL(" WITH INHERIT TRUE, SET FALSE")
+    return grant
 
 
 def _plan_principal_role(
@@ -332,6 +359,7 @@ def _plan_principal_role(
     marker: str,
     login: bool,
     report: ProvisionReport,
+    server_version: int,
 ) -> list[sql.Composable]:
     """The statements that make one principal role right, or a ProvisionError if it must be refused."""
     try:
@@ -373,9 +401,10 @@ def _plan_principal_role(
         member_of, granted_to_backend = existing.member_of, existing.granted_to_backend
         if login and not existing.can_login:
             statements.append(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
+    settable = existing.settable if existing is not None else frozenset()
     for group in roles.groups():
-        if group in wanted_groups and group not in member_of:
-            statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident))
+        if group in wanted_groups and (group not in member_of or group in settable):
+            statements.append(_grant_group(group, name, server_version))
         elif group not in wanted_groups and group in member_of:
             statements.append(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
     if not granted_to_backend:
