@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool, text
@@ -106,6 +107,7 @@ def run_migrations_online() -> None:
         connection.commit()
         context.configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():
+            lock_tables(connection)
             context.run_migrations()
             if not context.get_context().get_current_heads():
                 connection.execute(text("DROP TABLE IF EXISTS public.alembic_version"))

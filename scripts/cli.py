@@ -9,8 +9,10 @@ only ever writes its sample world into a database named explicitly (``--database
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
 from typing import Annotated, ParamSpec, TypeVar
@@ -19,6 +21,7 @@ import psycopg
 import typer
 from agency_rls.migrations import runner as migrations_runner
 from agency_rls.rls_policies.provision import provision as run_provision
+from agency_rls.scenarios import builtin_scenarios
 from rich.console import Console
 
 from agency_rls.cluster.database import explicit_url, libpq_conninfo
@@ -261,7 +264,17 @@ def matrix(
 @app.command()
 @one_line_errors
 def check(
-    files: Annotated[list[str], typer.Argument(metavar="FILE", help="Scenario files (YAML).")],
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[FILE]...", help="Scenario files (YAML).", show_default=False),
+    ] = None,
+    builtin: Annotated[
+        bool,
+        typer.Option(
+            "--builtin",
+            help="Also check the scenario files shipped with agency-rls (the demo's world, the incident, its edges).",
+        ),
+    ] = False,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -284,15 +297,94 @@ def check(
     the file's expectations and the reference model; run the file's writes.
 
     Exit status: 0 all pass, 1 a mismatch (or error), 2 an invalid file.
-    Example: agency-rls check scenarios/*.yaml --junit check.xml
+    Examples: agency-rls check scenarios/*.yaml --junit check.xml; agency-rls check --builtin
     """
     from agency_rls.checks.check import run_check  # imported late: keeps --help fast
 
+    paths = [*(files or []), *(str(path) for path in builtin_scenarios() if builtin)]
+    if not paths:
+        fail("agency-rls: check: give scenario FILEs, or --builtin for the shipped ones")
+        raise typer.Exit(2)
     status = run_check(
-        files, explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json, junit=junit
+        paths, explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json, junit=junit
     )
     if status:
         raise typer.Exit(status)
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+def alembic(
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ALEMBIC_ARGS",
+            help="An Alembic command line: its command and options, e.g. '-x role_prefix=crm_ upgrade head'.",
+            show_default=False,
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run any Alembic command on this package's migrations, wherever it is installed; no alembic.ini.
+
+    Everything after this command's own options goes to Alembic unchanged.
+    The URL: --database-url, DATABASE_URL, the libpq environment, or '-x database_url=…'.
+    A new database's role prefix: '-x role_prefix=crm_'.
+    Alembic's own help: 'agency-rls alembic -h', 'agency-rls alembic upgrade -h'.
+    Failures print one line; '--raiseerr' shows the traceback.
+
+    Example: agency-rls alembic --database-url postgresql://dba@db/crm -x role_prefix=crm_ upgrade head
+    """
+    from alembic.config import CommandLine  # imported late: keeps --help fast
+
+    command_line = CommandLine(prog="agency-rls alembic")
+    options = command_line.parser.parse_args(arguments or [])  # Alembic's own usage errors, exit status 2
+    if not hasattr(options, "cmd"):
+        command_line.parser.error("too few arguments")
+    if options.config or options.name != "alembic":
+        command_line.parser.error("-c/--config and -n/--name do not apply: the configuration is built in")
+    config = migrations_runner.alembic_config(database_url)
+    config.cmd_opts = options  # -x, --raiseerr, ... reach env.py as from Alembic's own command line
+    with alembic_progress_on_stderr():
+        if options.raiseerr:
+            command_line.run_cmd(config, options)
+        else:
+            options.raiseerr = True  # raise, so that the reason is one line as in every other command
+            one_line_errors(command_line.run_cmd)(config, options)
+
+
+@contextmanager
+def alembic_progress_on_stderr() -> Iterator[None]:
+    """Alembic's INFO lines ('Running upgrade 0001 -> 0002') on stderr, as its own alembic.ini sets up."""
+    logger = logging.getLogger("alembic")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-5.5s [%(name)s] %(message)s"))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def show_version(value: bool) -> None:
+    """``--version``: print the installed version and exit."""
+    if value:
+        from agency_rls import __version__
+
+        print(f"agency-rls {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
 
 
 def main() -> None:

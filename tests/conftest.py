@@ -8,8 +8,16 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from agency_rls.cluster.binaries import find_bindir, server_version
 from agency_rls.cluster.throwaway import ThrowawayCluster
-from tests.support import ScratchDatabase, World, create_database, sample_world_on, server_conninfo_from_env
+from tests.support import (
+    SERVER_ENV,
+    ScratchDatabase,
+    World,
+    create_database,
+    sample_world_on,
+    server_conninfo_from_env,
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +36,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if examples:
         os.environ["AGENCY_RLS_FUZZ_PROFILE"] = "thorough"
         os.environ["AGENCY_RLS_FUZZ_EXAMPLES"] = str(examples)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which server the run uses: CI runs the suite on two majors and its log must say which."""
+    if server_conninfo_from_env() is not None:
+        return f"agency-rls server: the configured one ({SERVER_ENV})"
+    try:
+        bindir = find_bindir()
+    except RuntimeError as exc:
+        return f"agency-rls server: {exc}"
+    return (
+        f"agency-rls server: throwaway cluster, {server_version(bindir) or '(version unknown)'} from {bindir}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +74,7 @@ def fresh_db(server: str) -> Iterator[ScratchDatabase]:
 
 @pytest.fixture(scope="session")
 def world(server: str) -> Iterator[World]:
-    """The sample world (agency_rls.checks.sample_world), migrated and provisioned with login principals."""
+    """The sample world (scenarios/sample_world.yaml), migrated and provisioned with login principals."""
     with sample_world_on(server, "world") as built:
         yield built
 

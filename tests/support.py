@@ -156,15 +156,27 @@ def build_world(db: ScratchDatabase, load: object) -> World:
     return World(db=db, backend=backend)
 
 
+def build_sample_world(db: ScratchDatabase) -> World:
+    """Migrate ``db``, install the sample world scenario (as ``agency-rls check`` and the demo do), make
+    its principals LOGIN with the test password, connect the backend."""
+    from agency_rls.checks.sample_world import install_sample_world
+
+    db.migrate()
+    with db.connect() as conn:
+        install_sample_world(conn, prefix=db.prefix)
+        provision(conn, login=True)
+        set_test_passwords(conn, db.prefix)
+    backend = psycopg.connect(db.login_conninfo(db.role("rls_backend")))
+    return World(db=db, backend=backend)
+
+
 @contextmanager
 def sample_world_on(server: str, label: str) -> Iterator[World]:
     """A new database holding the sample world; downgraded (roles dropped) and dropped afterwards."""
-    from agency_rls.checks.sample_world import load_sample_world
-
     db = create_database(server, label)
     built = None
     try:
-        built = build_world(db, load_sample_world)
+        built = build_sample_world(db)
         yield built
     finally:
         if built is not None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from agency_rls.checks.check import RowMismatch, compare, install_scenario, load_scenario
 from agency_rls.cluster.database import conninfo_url
 from agency_rls.reference_model.scenario import world_to_yaml
-from agency_rls.reference_model.scenario_file import parse_scenario
+from agency_rls.reference_model.scenario_file import ScenarioError, parse_scenario
 from agency_rls.reference_model.strategies import ANCHOR, worlds
 from agency_rls.reference_model.world import TABLES, World
 from tests.support import ScratchDatabase
@@ -258,3 +258,35 @@ def test_the_api_the_plugin_uses(fresh_db: ScratchDatabase, tmp_path: Path) -> N
     finally:
         fresh_db.downgrade_base()
     assert fresh_db.leftover_roles() == []
+
+
+def test_named_cases_gather_per_principal_and_count_as_listed() -> None:
+    """must_see / must_not_see as {case name: [keys]}: the rows count as listed, the names make cases."""
+    text = SMALL.replace(
+        "    contract: {sees: [NL/NL-1003]}\n    notice: {sees: []}\n",
+        "    contract:\n"
+        "      sees: [NL/NL-1003]\n"
+        "      must_see: {'W11 reads its own': [NL-1003]}\n"
+        "      must_not_see: {'incident 1: W11 reads S1s gateway business': [GW1-2001]}\n"
+        "    notice:\n"
+        "      must_not_see: {'incident 1: W11 reads S1s gateway business': [n1]}\n",
+    )
+    scenario = parse_scenario(text, "named.yaml")
+    contract = scenario.expectation("agency_w11", "contract")
+    assert contract is not None
+    gateway, own = scenario.id("contract", "GW1-2001"), scenario.id("contract", "NL-1003")
+    assert (contract.must_see, contract.must_not_see) == ({own}, {gateway})
+    mine, incident = sorted(scenario.cases, key=lambda c: c.name)
+    assert (mine.name, mine.must_see, mine.must_not_see, mine.expected_count) == (
+        "W11 reads its own",
+        {"contract": {own}},
+        {},
+        1,
+    )
+    assert incident.principal == "agency_w11" and incident.expected_count == 0
+    assert incident.must_not_see == {"contract": {gateway}, "notice": {scenario.id("notice", "n1")}}
+    assert incident.tables == ("contract", "notice")
+    with pytest.raises(
+        ScenarioError, match=r"named.yaml:\d+: expect\.agency_w11\.notice\.must_not_see\.incident"
+    ):
+        parse_scenario(text.replace("[n1]}", "n1}"), "named.yaml")  # a case lists keys

@@ -1,6 +1,7 @@
 """``agency-rls matrix``: exact counts per principal, write grants, read-only, HTML, scale.
 
-The counts are checked against ``sample_world.EXPECTED`` (the hand-derived reading of the spec),
+The counts are checked against ``sample_world.EXPECTED`` (the hand-derived reading of the spec in
+``scenarios/sample_world.yaml``),
 so the matrix is proven to report what each principal really reads, not what the catalog implies.
 """
 

@@ -14,7 +14,7 @@ from agency_rls.rls_policies.provision import provision
 from agency_rls.schema import PROTECTED_TABLES
 from psycopg import sql
 
-from agency_rls.checks.sample_world import load_sample_world
+from agency_rls.checks.sample_world import install_sample_world
 from tests.catalog import snapshot
 from tests.support import ScratchDatabase
 
@@ -42,11 +42,11 @@ def test_downgrade_with_data_drops_principal_roles_and_migrate_restores(fresh_db
         before = snapshot(conn, fresh_db.prefix)
     fresh_db.migrate()
     with fresh_db.connect() as conn:
-        with conn.transaction():
-            load_sample_world(conn, prefix=fresh_db.prefix)
-        report = provision(conn, login=True)
-    assert report.roles_created, "provisioning created the principal roles"
-    assert set(report.roles_created) <= set(fresh_db.leftover_roles())
+        loaded = install_sample_world(conn, prefix=fresh_db.prefix)  # loads, then provisions
+        provision(conn, login=True)
+    principals = {loaded.role(p) for p in loaded.principals}
+    assert len(principals) == 15, "provisioning created the principal roles"
+    assert principals <= set(fresh_db.leftover_roles())
     fresh_db.downgrade_base()
     with fresh_db.connect() as conn:
         assert snapshot(conn, fresh_db.prefix) == before

@@ -1,7 +1,8 @@
 """The reference model against the hand-written sample world and its EXPECTED rows.
 
-Why: ``agency_rls.checks.sample_world.EXPECTED`` is a reading of the spec made by hand, the model is another
-one made as code; both were written from ``scope-rules.md`` alone. They must agree row for row
+Why: the sample world's ``expect`` (``scenarios/sample_world.yaml``, read as ``sample_world.EXPECTED``)
+is a reading of the spec made by hand, the model is another one made as code; both were written
+from ``scope-rules.md`` alone. They must agree row for row
 before the model is trusted as the oracle of the differential fuzzer. The sample world is read back
 from the session's database (``world_from_connection``), so the loader is checked on the way, and
 the database is compared with the model on it too.
@@ -23,7 +24,7 @@ from tests.support import World as DatabaseWorld
 
 class SampleWorld(NamedTuple):
     world: World  # as the model sees it, read back from the database
-    keys: dict[str, dict[object, str]]  # table -> id -> readable key of agency_rls.checks.sample_world
+    keys: dict[str, dict[object, str]]  # table -> id -> readable key (sample_world.id_to_key)
     now: dt.datetime  # the database's now()
 
 

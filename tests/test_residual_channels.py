@@ -18,7 +18,9 @@ Measured on PostgreSQL 15 (the small world, analyzed):
   entrust the principal (the entrustment guard joins the index condition, so other insurers' policy
   numbers stay hidden); ranges make it a bisection that recovers those policy numbers. Where the
   policy itself is the index condition (``id = ANY (…)``: contract, notice, agency and entrustment by
-  id) the plan for a hidden key and for a missing one are the same;
+  id) the plan for a hidden key and for a missing one are the same. PostgreSQL 18 puts the
+  ``contract_handler`` policy's ``contract_id = ANY (…)`` into the index condition too, so there
+  handler rows per contract id are counted on 15 only (pinned per major);
 - planner estimates: ``pg_class.reltuples`` is the exact row count after ANALYZE; EXPLAIN row
   estimates move with hidden rows; ``pg_stats`` shows nothing of a protected table;
 - ``pg_stat_user_tables`` / ``pg_statio_user_tables``: live row counts, and what others read;
@@ -44,9 +46,11 @@ from psycopg import sql
 from agency_rls.backend import PrincipalPool
 from tests.support import World
 
-EXPLAIN = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+#: BUFFERS OFF: PostgreSQL 18 turns buffer counts on with ANALYZE; they vary from run to run (cache,
+#: first plan of a scope function), so plans compared as text leave them out on every major.
+EXPLAIN = "EXPLAIN (ANALYZE, BUFFERS OFF, COSTS OFF, TIMING OFF, SUMMARY OFF) "
 REMOVED = re.compile(r"Rows Removed by Filter: (\d+)")
-ACTUAL = re.compile(r"actual rows=(\d+)")
+ACTUAL = re.compile(r"actual rows=(\d+(?:\.\d+)?)")  # PostgreSQL 18 prints 3.00 (rows per loop, 2 decimals)
 #: What a principal sets for itself to get a sequential scan, or an index scan.
 SEQSCAN = ("SET enable_indexscan = off", "SET enable_indexonlyscan = off", "SET enable_bitmapscan = off")
 INDEXSCAN = ("SET enable_seqscan = off", "SET enable_bitmapscan = off")
@@ -81,7 +85,9 @@ def removed(plan: list[str]) -> int:
 def returned(plan: list[str]) -> int:
     match = ACTUAL.search(plan[0])
     assert match, plan
-    return int(match.group(1))
+    rows = float(match.group(1))
+    assert rows.is_integer(), plan  # one loop: a whole number of rows on every major
+    return int(rows)
 
 
 def one(conn: psycopg.Connection[Any], query: sql.Composable | str, params: Any = None) -> Any:
@@ -193,6 +199,9 @@ def probe_plans(
 
 
 #: (table, column probed, absent value, does the channel reach hidden rows of this column?)
+#: contract_handler.contract_id is open on PostgreSQL 15 only: measured on 18, the planner puts the
+#: policy's ``contract_id = ANY (…)`` into the index condition beside the probe (``Index Searches: 0``
+#: for a hidden contract, the same plan as a missing one), so no hidden handler row is counted.
 KEY_PROBES = [
     ("customer", "id", 999_999_999, True),
     ("contract_handler", "contract_id", 999_999_999, True),
@@ -217,6 +226,8 @@ def test_residual_channel_explain_analyze_hidden_key_existence(
     open_: bool,
 ) -> None:
     """Index scan on the principal's own condition, policy as filter: hidden keys counted one by one."""
+    if (name, column) == ("contract_handler", "contract_id"):
+        open_ = int(one(superuser, "SHOW server_version_num")) < 180000  # see KEY_PROBES
     values = [
         row[0]
         for row in superuser.execute(

@@ -1,6 +1,7 @@
 """What every principal of the sample world reads, table by table, with exact expected rows.
 
-The expectations (agency_rls.checks.sample_world.EXPECTED) were derived by hand from scope-rules.md,
+The expectations (the `sees` lists of scenarios/sample_world.yaml, read by
+agency_rls.checks.sample_world as EXPECTED) were derived by hand from scope-rules.md,
 independently of the policy SQL. Each principal is checked twice: through the backend login
 role with SET LOCAL ROLE (how applications connect), and by logging in as itself.
 """

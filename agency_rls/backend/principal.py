@@ -38,6 +38,7 @@ from psycopg.pq import TransactionStatus
 
 from agency_rls.backend._dbapi import DBAPIConnection, run_autocommit
 from agency_rls.rls_policies.names import (
+    ManagementRoles,
     RoleNameError,
     check_role_name,
     default_principal_role,
@@ -212,6 +213,10 @@ def set_local_role_statement(role_name: str) -> sql.Composed:
     return sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role_name))
 
 
+#: The group roles' names without their prefix (``rls_agency``, ``rls_agency_writer``, ``rls_insurer``).
+_GROUP_SUFFIXES: tuple[str, ...] = ManagementRoles("").groups()
+
+
 def refusal_for(role_name: str, error: BaseException) -> PrincipalError | None:
     """The typed refusal for an error raised by ``SET LOCAL ROLE``, or None for any other error.
 
@@ -223,6 +228,14 @@ def refusal_for(role_name: str, error: BaseException) -> PrincipalError | None:
     if sqlstate == _UNKNOWN_ROLE_SQLSTATE:
         return UnknownPrincipal(f"no role {role_name!r}: unknown principal", principal=role_name)
     if sqlstate == _NOT_A_MEMBER_SQLSTATE:
+        if role_name.endswith(_GROUP_SUFFIXES):
+            # From PostgreSQL 16 principals join their groups WITH SET FALSE, so the backend cannot
+            # switch to a group role at all: that is a role that is not a principal, not a missing
+            # membership. (Named like a group role of some prefix; the spec's principal names
+            # are agency_<code> / insurer_<code> or a DBA's own.)
+            return NotAPrincipal(
+                f"role {role_name!r} is a group role of agency-rls, not a principal", principal=role_name
+            )
         return NotAMember(
             f"the backend login role is not a member of {role_name!r} (run 'agency-rls provision'?)",
             principal=role_name,

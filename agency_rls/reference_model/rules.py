@@ -6,7 +6,7 @@ clause decided, and, given the row as ``about``, ``explain.Explainer`` can say w
 shown or hidden) and the boolean formula is written out in the ``judge`` call exactly as the spec
 states it. Nothing here is shared with, or derived from, the policy SQL.
 
-Readings where the text leaves room (the same as ``scripts/sample_world.py``'s R1-R5, plus R6):
+Readings where the text leaves room (the same as ``scenarios/sample_world.yaml``'s R1-R6):
 
 - R1 "its own supervision rows" are those where the agency is on either side; "that agency's
   supervision rows" (of a supervised agency) likewise.

@@ -12,6 +12,9 @@ Top-level keys (everything but the world is optional)::
           sees: [NL/NL-1003]           # exactly these rows (by their keys; [] = none)
           must_see: [NL/NL-1003]       # at least these
           must_not_see: [GW1/GW1-2001] # none of these
+        customer:
+          must_not_see:                # or named lists (cases), e.g. for a demo's replay:
+            "incident 1: W11 reads S1's customers": [Aoki Haruto]
     writes:
       - name: W11 updates a customer it sees                 # optional; default: the SQL
         as: agency_w11
@@ -19,6 +22,10 @@ Top-level keys (everything but the world is optional)::
         expect: ok                     # ok | error
         rows: 1                        # with ok: the row count the statement must report
         sqlstate: '42501'              # with error: the SQLSTATE it must fail with
+
+A ``must_see`` / ``must_not_see`` given as a mapping names its lists: each name is a *case* whose rows
+count as listed in that mode; a case may name rows of several tables and of both modes (the rows it
+must see, the rows it must not), and ``Scenario.cases`` gathers them per principal and name.
 
 ``{table:key}`` in a write's SQL is replaced by the row's id (``{contract:NL/NL-1001}``,
 ``{notice:n3}``, ``{agency:W11}``). Each write runs in a transaction of its own that is rolled back.
@@ -41,12 +48,31 @@ from agency_rls.reference_model.scenario_world import WorldParser, WorldSpec
 from agency_rls.reference_model.scenario_yaml import Issues, LocatedList, LocatedMap, ScenarioError, compose
 from agency_rls.reference_model.world import TABLES, World
 
-__all__ = ["Expectation", "Scenario", "ScenarioError", "Write", "load_scenario_file", "parse_scenario"]
+__all__ = [
+    "Expectation",
+    "NamedCase",
+    "NamedRows",
+    "Scenario",
+    "ScenarioError",
+    "Write",
+    "load_scenario_file",
+    "parse_scenario",
+]
 
 TOP_KEYS = ("description", *TABLES, "expect", "writes")
 MODES = ("sees", "must_see", "must_not_see")
 WRITE_KEYS = ("name", "as", "sql", "expect", "rows", "sqlstate")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]+):([^{}]+)\}")
+
+
+@dataclass(frozen=True)
+class NamedRows:
+    """A named ``must_see`` / ``must_not_see`` list of one expectation (part of a ``NamedCase``)."""
+
+    name: str
+    visible: bool  # listed under must_see
+    rows: frozenset[int | str]
+    line: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,7 @@ class Expectation:
     must_see: frozenset[int | str]
     must_not_see: frozenset[int | str]
     line: int
+    named: tuple[NamedRows, ...] = ()
 
     def expects(self, key: int | str) -> tuple[bool, str] | None:
         """Whether the file expects the row visible, and the list saying so; None when it says nothing."""
@@ -90,6 +117,31 @@ class Write:
 
 
 @dataclass(frozen=True)
+class NamedCase:
+    """A named check of one principal: rows it must see and rows it must not, by table."""
+
+    principal: str
+    name: str
+    must_see: dict[str, frozenset[int | str]]
+    must_not_see: dict[str, frozenset[int | str]]
+    line: int  # where the name first appears
+
+    @property
+    def expected_count(self) -> int:
+        """How many of the case's rows the principal must see."""
+        return sum(len(rows) for rows in self.must_see.values())
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The tables the case names rows of, in the spec's order."""
+        return tuple(t for t in TABLES if t in self.must_see or t in self.must_not_see)
+
+    def rows(self, table: str) -> frozenset[int | str]:
+        """Every row of ``table`` the case names (to see or not)."""
+        return self.must_see.get(table, frozenset()) | self.must_not_see.get(table, frozenset())
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A parsed, valid scenario file."""
 
@@ -111,6 +163,18 @@ class Scenario:
     def expectation(self, principal: str, table: str) -> Expectation | None:
         """The file's expectation for ``principal`` on ``table``, if any."""
         return next((e for e in self.expectations if (e.principal, e.table) == (principal, table)), None)
+
+    @property
+    def cases(self) -> tuple[NamedCase, ...]:
+        """The named must_see / must_not_see lists, gathered per principal and name, in file order."""
+        gathered: dict[tuple[str, str], NamedCase] = {}
+        for expectation in self.expectations:
+            for named in expectation.named:
+                key = (expectation.principal, named.name)
+                case = gathered.setdefault(key, NamedCase(key[0], key[1], {}, {}, named.line))
+                into = case.must_see if named.visible else case.must_not_see
+                into[expectation.table] = into.get(expectation.table, frozenset()) | named.rows
+        return tuple(sorted(gathered.values(), key=lambda c: c.line))
 
     def name(self, table: str, key: int | str) -> str:
         """A row's readable name (label, natural key or ``#id``)."""
@@ -184,24 +248,28 @@ def _expectation(
     principal: str, table: str, modes: LocatedMap, spec: WorldSpec, issues: Issues, where: str, line: int
 ) -> Expectation:
     rows: dict[str, frozenset[int | str]] = {}
+    named: list[NamedRows] = []
     for mode, items in modes.items():
         if mode not in MODES:
             issues.unknown(modes.line_of(mode), "key", mode, where, MODES)
             continue
-        if not isinstance(items, LocatedList):
-            issues.add(modes.line_of(mode), f"{where}.{mode}: a list of {table} keys ([] for none)")
+        if mode != "sees" and isinstance(items, LocatedMap):  # named lists: {case name: [keys]}
+            keys = set()
+            for name, listed in items.items():
+                name_line = items.line_of(name)
+                if not isinstance(listed, LocatedList):
+                    issues.add(name_line, f"{where}.{mode}.{name}: a list of {table} keys")
+                    continue
+                found = _keys(listed, table, spec, issues, f"{where}.{mode}")
+                named.append(NamedRows(name, mode == "must_see", found, name_line))
+                keys |= found
+            rows[mode] = frozenset(keys)
             continue
-        keys = set()
-        for item, item_line in zip(items, items.item_lines, strict=True):
-            reference = contract_reference(item) if table == "contract" else item
-            if isinstance(reference, bool) or not isinstance(reference, str | int):
-                issues.add(item_line, f"{where}.{mode}: {item!r} is not a {table} key")
-                continue
-            try:
-                keys.add(spec.resolve(table, str(reference)))
-            except LookupError:
-                _unresolved(issues, item_line, table, str(reference), f"{where}.{mode}", spec)
-        rows[mode] = frozenset(keys)
+        if not isinstance(items, LocatedList):
+            what = "" if mode == "sees" else " (or a mapping of case name to such lists)"
+            issues.add(modes.line_of(mode), f"{where}.{mode}: a list of {table} keys ([] for none){what}")
+            continue
+        rows[mode] = _keys(items, table, spec, issues, f"{where}.{mode}")
     sees, must, must_not = (
         rows.get("sees"),
         rows.get("must_see", frozenset()),
@@ -215,7 +283,24 @@ def _expectation(
         if clash:
             names = ", ".join(sorted(spec.name(table, k) for k in clash))
             issues.add(line, f"{where}: contradicting expectations: {names} {what}")
-    return Expectation(principal, table, sees, must, must_not, line)
+    return Expectation(principal, table, sees, must, must_not, line, tuple(named))
+
+
+def _keys(
+    items: LocatedList, table: str, spec: WorldSpec, issues: Issues, where: str
+) -> frozenset[int | str]:
+    """The row keys a list of references names (each mistake recorded at its line)."""
+    keys = set()
+    for item, item_line in zip(items, items.item_lines, strict=True):
+        reference = contract_reference(item) if table == "contract" else item
+        if isinstance(reference, bool) or not isinstance(reference, str | int):
+            issues.add(item_line, f"{where}: {item!r} is not a {table} key")
+            continue
+        try:
+            keys.add(spec.resolve(table, str(reference)))
+        except LookupError:
+            _unresolved(issues, item_line, table, str(reference), where, spec)
+    return frozenset(keys)
 
 
 def _writes(doc: LocatedMap, spec: WorldSpec, issues: Issues) -> tuple[Write, ...]:
