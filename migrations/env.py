@@ -92,25 +92,39 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    """Apply the requested revisions in one transaction."""
+    """Apply the requested revisions in one transaction.
+
+    ``agency_rls.migrations.runner`` may pass its own connection (``config.attributes
+    ["connection"]``, already in a transaction) to run several commands as one transaction.
+    """
+    shared = config.attributes.get("connection")
+    if shared is not None:
+        migrate_on(shared, own_connection=False)
+        return
     engine = create_engine(database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        stored = stored_prefix(connection)
-        requested = requested_prefix()
-        if stored is not None and requested is not None and requested != stored:
-            raise SystemExit(
-                f"agency-rls: this database was migrated with role prefix {stored!r}, not {requested!r}"
-            )
-        config.attributes["role_prefix"] = stored if stored is not None else (requested or "")
-        if stored is None:
-            refuse_taken_prefix(connection, config.attributes["role_prefix"])
+        migrate_on(connection, own_connection=True)
+
+
+def migrate_on(connection: Connection, *, own_connection: bool) -> None:
+    """Resolve the role prefix, refuse a taken one, and run the revisions on ``connection``."""
+    stored = stored_prefix(connection)
+    requested = requested_prefix()
+    if stored is not None and requested is not None and requested != stored:
+        raise SystemExit(
+            f"agency-rls: this database was migrated with role prefix {stored!r}, not {requested!r}"
+        )
+    config.attributes["role_prefix"] = stored if stored is not None else (requested or "")
+    if stored is None and not config.attributes.get("removing"):
+        refuse_taken_prefix(connection, config.attributes["role_prefix"])
+    if own_connection:
         connection.commit()
-        context.configure(connection=connection, transactional_ddl=True)
-        with context.begin_transaction():
-            lock_tables(connection)
-            context.run_migrations()
-            if not context.get_context().get_current_heads():
-                connection.execute(text("DROP TABLE IF EXISTS public.alembic_version"))
+    context.configure(connection=connection, transactional_ddl=True)
+    with context.begin_transaction():
+        lock_tables(connection)
+        context.run_migrations()
+        if not context.get_context().get_current_heads():
+            connection.execute(text("DROP TABLE IF EXISTS public.alembic_version"))
 
 
 if context.is_offline_mode():

@@ -5,8 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agency_rls.migrations.locking import lock_tables
+from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
+from agency_rls.rls_policies.names import ManagementRoles
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, pool, text
 
 from agency_rls.cluster.database import sqlalchemy_url
 
@@ -27,16 +32,95 @@ def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config
     return config
 
 
+#: The revision that creates the tables; everything after it is the security definition.
+TABLES_REVISION = "0001"
+
+
 def upgrade(
     url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
 ) -> None:
-    """``alembic upgrade``; ``sql`` prints the SQL instead of running it."""
-    command.upgrade(alembic_config(url, role_prefix=role_prefix), revision, sql=sql)
+    """``alembic upgrade``; ``sql`` prints the SQL instead of running it.
+
+    A database that was never migrated, upgraded to head, gets the tables (revision 0001) and then
+    the current security definition directly, stamped head, in one transaction: what walking every
+    revision gives (tests/test_definition_drift.py checks the two catalogs are equal), without the
+    history's detours. The recorded revision 0002 creates a BYPASSRLS role that 0004 removes; a DBA
+    without SUPERUSER (managed PostgreSQL) cannot create one, but can install from the definition.
+    """
+    config = alembic_config(url, role_prefix=role_prefix)
+    if not sql and revision == "head" and migrated_revision(url) is None:
+        _install_current_definition(config, url)
+        return
+    command.upgrade(config, revision, sql=sql)
 
 
 def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
-    """``alembic downgrade``; at base the version table is dropped too (see env.py)."""
-    command.downgrade(alembic_config(url), revision, sql=sql)
+    """``alembic downgrade``; at base the version table is dropped too (see env.py).
+
+    From head to base, the current definition's teardown runs instead of every revision's
+    downgrade (the drift test checks it removes everything), so a DBA without SUPERUSER can
+    remove what it installed; then revision 0001's downgrade drops the tables. One transaction.
+    """
+    config = alembic_config(url)
+    if not sql and revision == "base" and migrated_revision(url) == head_revision():
+        _remove_current_definition(config, url)
+        return
+    command.downgrade(config, revision, sql=sql)
+
+
+def head_revision() -> str:
+    """The newest revision."""
+    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    assert head is not None
+    return head
+
+
+def migrated_revision(url: str | None) -> str | None:
+    """The revision the database is at, or None when it was never migrated (or downgraded to base)."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT to_regclass('public.alembic_version')")).scalar() is None:
+                return None
+            return conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
+def _install_current_definition(config: Config, url: str | None) -> None:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, TABLES_REVISION)
+            roles = ManagementRoles(config.attributes["role_prefix"])
+            _execute(conn, render(security_template(), roles))
+            command.stamp(config, "head")
+    finally:
+        engine.dispose()
+
+
+def _remove_current_definition(config: Config, url: str | None) -> None:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            lock_tables(conn)
+            prefix = conn.execute(text("SELECT agency_rls.role_prefix()")).scalar_one()
+            _execute(conn, render(read_template(TEARDOWN_FILE), ManagementRoles(prefix)))
+            config.attributes["connection"] = conn
+            config.attributes["requested_role_prefix"] = prefix
+            config.attributes["removing"] = True
+            command.stamp(config, TABLES_REVISION)
+            command.downgrade(config, "base")
+    finally:
+        engine.dispose()
+
+
+def _execute(conn: Connection, script: str) -> None:
+    """Run a whole SQL script on the connection's driver connection (see migrations.sql_ops)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute(script)
 
 
 def current(url: str | None) -> None:

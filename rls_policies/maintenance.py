@@ -20,7 +20,8 @@ leave wrong, each of which a principal can notice:
     Derived values are recomputed; source data that only the disabled keys would have refused is
     reported, never guessed at or deleted.
 
-Both run as the superuser (or a BYPASSRLS role): row-level security must not hide rows from them.
+Both run as a member of the loader role ``<prefix>rls_loader`` (the DBA) or a superuser: row level
+security must not hide rows from them.
 """
 
 from __future__ import annotations
@@ -162,9 +163,16 @@ def repair_derived_columns(conn: psycopg.Connection[Any]) -> int:
 def _require_unfiltered(conn: psycopg.Connection[Any]) -> None:
     """Refuse a role that row-level security filters: it would see, count and fix only some rows."""
     row = conn.execute(
-        "SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        """
+        SELECT r.rolsuper OR r.rolbypassrls
+               OR (to_regprocedure('agency_rls.role_prefix()') IS NOT NULL
+                   AND pg_has_role(current_user, agency_rls.role_prefix() || 'rls_loader', 'USAGE'))
+          FROM pg_catalog.pg_roles AS r
+         WHERE r.rolname = current_user
+        """
     ).fetchone()
     if not row or not row[0]:
         raise MaintenanceError(
-            "maintenance needs a superuser or BYPASSRLS role (row-level security would hide rows from it)"
+            "maintenance needs a member of the loader role <prefix>rls_loader (or a superuser): row level "
+            "security would hide rows from anyone else"
         )

@@ -131,6 +131,15 @@ class ManagementRoles:
         """Group of every insurer principal."""
         return f"{self.prefix}rls_insurer"
 
+    @property
+    def loader(self) -> str:
+        """NOLOGIN role whose policies open every row to read and write: loads and maintenance.
+
+        What a superuser gets by bypassing row level security, scoped to this database's tables and
+        granted explicitly: the DBA (and ETL logins) join it. Never a principal's or the backend's.
+        """
+        return f"{self.prefix}rls_loader"
+
     def all(self) -> tuple[str, ...]:
         """Every management role, in creation order."""
         return (
@@ -140,6 +149,7 @@ class ManagementRoles:
             self.agency_group,
             self.agency_writer_group,
             self.insurer_group,
+            self.loader,
         )
 
     def groups(self) -> tuple[str, ...]:

@@ -71,9 +71,10 @@ def test_no_partitions_or_child_tables_escape_the_policies(admin: psycopg.Connec
 
 
 def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connection, world: World) -> None:
-    """Attack 33: no policy for PUBLIC; none USING (true) for a role anyone acts as: every policy
-    applies only to the group roles, except the scope functions' SELECT policies, which name only
-    their owner (NOLOGIN, nobody's member: it reads across scope without BYPASSRLS)."""
+    """Attack 33: no policy for PUBLIC; none USING (true) for a role a principal or the backend acts
+    as: every policy applies only to the group roles, except the scope functions' SELECT policies,
+    which name only their owner (NOLOGIN, nobody's member: it reads across scope without
+    BYPASSRLS), and the loader's, which name only the loader (NOLOGIN; the DBA joins it to load)."""
     roles = ManagementRoles(world.prefix)
     rows = admin.execute(
         """
@@ -81,9 +82,19 @@ def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connectio
           FROM pg_policies WHERE schemaname = 'public'"""
     ).fetchall()
     assert rows
-    helper_tables = set()
+    helper_tables, loader_tables = set(), set()
     for table, policy, policy_roles, qual, check, permissive, cmd in rows:
         assert "public" not in policy_roles, policy
+        if policy == "loader_all":
+            assert (policy_roles, qual, check, permissive, cmd) == (
+                [roles.loader],
+                "true",
+                "true",
+                "PERMISSIVE",
+                "ALL",
+            )
+            loader_tables.add(table)
+            continue
         if policy == "scope_functions_read":
             assert (policy_roles, qual, check, permissive, cmd) == (
                 [roles.helper],
@@ -103,6 +114,7 @@ def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connectio
         (roles.helper,),
     ).fetchall()
     assert helper_tables == {t for (t,) in granted} - {"insurer"}
+    assert loader_tables == set(PROTECTED_TABLES)  # every table with row level security
     assert admin.execute(
         "SELECT rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = %s", (roles.helper,)
     ).fetchone() == (False, False)

@@ -26,7 +26,7 @@ def test_upgrade_downgrade_upgrade_without_data_restores_the_catalog(fresh_db: S
     with fresh_db.connect() as conn:
         migrated = snapshot(conn, fresh_db.prefix)
     assert migrated != before
-    assert len(migrated["roles"]) == 6  # the management roles of this prefix
+    assert len(migrated["roles"]) == 7  # the management roles of this prefix
     fresh_db.downgrade_base()
     with fresh_db.connect() as conn:
         assert snapshot(conn, fresh_db.prefix) == before
@@ -118,7 +118,7 @@ def test_plain_alembic_works_from_the_repository_root(fresh_db: ScratchDatabase)
     upgraded = alembic("-x", f"role_prefix={fresh_db.prefix}", "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
     current = alembic("current")
-    assert "0004 (head)" in current.stdout, current.stderr
+    assert "0005 (head)" in current.stdout, current.stderr
     with fresh_db.connect() as conn:
         assert conn.execute("SELECT agency_rls.role_prefix()").fetchone() == (fresh_db.prefix,)
     downgraded = alembic("downgrade", "base")

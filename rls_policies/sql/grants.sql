@@ -6,6 +6,9 @@
 -- Column lists leave out id (principals never choose one) and registered_by_agency_id on
 -- UPDATE. No DELETE, TRUNCATE, REFERENCES or TRIGGER for anyone, no CREATE on any schema.
 
+-- A new owner needs CREATE on the schema unless a superuser hands the object over (a DBA without
+-- SUPERUSER): granted for the hand-over only, and revoked right after.
+GRANT CREATE ON SCHEMA public TO {{owner}};
 ALTER TABLE public.insurer          OWNER TO {{owner}};
 ALTER TABLE public.agency           OWNER TO {{owner}};
 ALTER TABLE public.supervision      OWNER TO {{owner}};
@@ -16,9 +19,11 @@ ALTER TABLE public.contract_handler OWNER TO {{owner}};
 ALTER TABLE public.notice           OWNER TO {{owner}};
 ALTER TABLE public.notice_receipt   OWNER TO {{owner}};
 ALTER TABLE public.principal        OWNER TO {{owner}};
+REVOKE CREATE ON SCHEMA public FROM {{owner}};
 
 -- The scope functions belong to the helper owner (it reads across scope, policies.sql); nobody else may run them but
 -- the principals whose policies call them.
+GRANT CREATE ON SCHEMA agency_rls TO {{helper}};
 ALTER FUNCTION agency_rls.acting_role()               OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.acting_principal()          OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.insurer_id()                OWNER TO {{helper}};
@@ -35,6 +40,7 @@ ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.contract_handler_insurer()  OWNER TO {{helper}};
+REVOKE CREATE ON SCHEMA agency_rls FROM {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
@@ -61,7 +67,7 @@ REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustm
               public.notice_receipt, public.principal
     FROM PUBLIC;
 GRANT SELECT ON public.insurer TO PUBLIC;
--- The scope functions read across scope (their owner bypasses row level security).
+-- The scope functions read across scope (policies.sql opens every row to their owner).
 GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
                 public.contract, public.contract_handler, public.notice, public.principal
     TO {{helper}};
@@ -74,3 +80,17 @@ GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date,
     ON public.customer TO {{agency_writer_group}};
 GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_writer_group}};
 GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_writer_group}};
+-- Loads and maintenance (policies.sql opens every row to the loader).
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
+    ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,
+       public.contract, public.contract_handler, public.notice, public.notice_receipt, public.principal
+    TO {{loader}};
+
+-- A DBA without SUPERUSER joined the helper only to give it its functions (roles.sql).
+DO $helper$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = CURRENT_USER) THEN
+        EXECUTE pg_catalog.format('REVOKE %I FROM CURRENT_USER', {{helper_name}});
+    END IF;
+END
+$helper$;

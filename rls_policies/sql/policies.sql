@@ -137,3 +137,25 @@ CREATE POLICY scope_functions_read ON public.notice
     AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
 CREATE POLICY scope_functions_read ON public.principal
     AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+
+-- Loads and maintenance -----------------------------------------------------------------------
+-- {{loader}} reads and writes every row (NOLOGIN; the DBA and ETL logins join it): what loaders
+-- got from SUPERUSER, without BYPASSRLS and only on these tables.
+CREATE POLICY loader_all ON public.agency
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.supervision
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.entrustment
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.customer
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.contract
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.contract_handler
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.notice
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.notice_receipt
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);
+CREATE POLICY loader_all ON public.principal
+    AS PERMISSIVE FOR ALL TO {{loader}} USING (true) WITH CHECK (true);

@@ -85,7 +85,11 @@ BEGIN
     RETURN NEW;
 END
 $$;
+-- A new owner needs CREATE on the schema unless a superuser hands it over: granted for the
+-- hand-over only (grants.sql does the same).
+GRANT CREATE ON SCHEMA agency_rls TO {{helper}};
 ALTER FUNCTION agency_rls.principal_row_names_a_new_role() OWNER TO {{helper}};
+REVOKE CREATE ON SCHEMA agency_rls FROM {{helper}};
 
 CREATE TRIGGER principal_row_names_a_new_role
     BEFORE INSERT ON public.principal

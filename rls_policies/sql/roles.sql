@@ -17,6 +17,13 @@
 --   {{agency_writer_group}}  NOLOGIN group of the unrestricted agency principals, the only
 --                      ones granted any write (restricted principals' writes fail with an error).
 --   {{insurer_group}}  NOLOGIN group of every insurer principal; policies name it.
+--   {{loader}}         NOLOGIN; policies open every row of every table to it, to read and write:
+--                      loads and maintenance by the DBA (and ETL logins) who join it, instead of
+--                      SUPERUSER or BYPASSRLS. Never granted to a principal or the backend.
+--
+-- A DBA without SUPERUSER (CREATEROLE, owner of the database: managed PostgreSQL) joins the
+-- owner, the helper (until grants.sql has given it its functions) and the loader, so that it
+-- can hand objects to them and load data; a superuser needs none of that.
 
 DO $roles$
 DECLARE
@@ -26,7 +33,8 @@ DECLARE
         [{{backend_name}},       'LOGIN NOINHERIT'],
         [{{agency_group_name}},  'NOLOGIN NOINHERIT'],
         [{{agency_writer_group_name}}, 'NOLOGIN NOINHERIT'],
-        [{{insurer_group_name}}, 'NOLOGIN NOINHERIT']
+        [{{insurer_group_name}}, 'NOLOGIN NOINHERIT'],
+        [{{loader_name}},        'NOLOGIN NOINHERIT']
     ];
     marker CONSTANT text := 'agency-rls:management database=' || pg_catalog.current_database();
     found_marker text;
@@ -58,6 +66,10 @@ BEGIN
                 USING HINT = 'choose another role prefix, or drop that role';
         END IF;
     END LOOP;
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = CURRENT_USER) THEN
+        EXECUTE pg_catalog.format('GRANT %I, %I, %I TO CURRENT_USER',
+                                  {{owner_name}}, {{helper_name}}, {{loader_name}});
+    END IF;
 END
 $roles$;
 

@@ -35,7 +35,7 @@ ALTER TABLE public.principal        NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEV
 REVOKE ALL ON public.insurer, public.agency, public.supervision, public.entrustment,
               public.customer, public.contract, public.contract_handler, public.notice,
               public.notice_receipt, public.principal
-    FROM PUBLIC, {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
+    FROM PUBLIC, {{helper}}, {{agency_group}}, {{agency_writer_group}}, {{insurer_group}}, {{loader}};
 
 ALTER TABLE public.insurer          OWNER TO CURRENT_USER;
 ALTER TABLE public.agency           OWNER TO CURRENT_USER;
@@ -54,8 +54,9 @@ DO $roles$
 DECLARE
     groups CONSTANT text[] := ARRAY[{{agency_group_name}}, {{agency_writer_group_name}}, {{insurer_group_name}}];
     management CONSTANT text[] := ARRAY[{{backend_name}}, {{agency_group_name}}, {{agency_writer_group_name}},
-                                        {{insurer_group_name}},
+                                        {{insurer_group_name}}, {{loader_name}},
                                         {{helper_name}}, {{owner_name}}];
+    superuser CONSTANT boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = CURRENT_USER);
     principal_marker CONSTANT text := 'agency-rls:principal database=' || pg_catalog.current_database();
     management_marker CONSTANT text := 'agency-rls:management database=' || pg_catalog.current_database();
     victim record;
@@ -90,9 +91,12 @@ BEGIN
                 AND pg_catalog.shobj_description(m.oid, 'pg_authid') = principal_marker
               UNION
              SELECT r.rolname FROM pg_catalog.pg_roles AS r
-              WHERE r.rolname = ANY (groups || ARRAY[{{backend_name}}])
+              WHERE r.rolname = ANY (groups || ARRAY[{{backend_name}}, {{loader_name}}])
                 AND pg_catalog.shobj_description(r.oid, 'pg_authid') = management_marker
     LOOP
+        IF NOT superuser THEN  -- DROP OWNED needs the role's privileges (a CREATEROLE DBA may grant them)
+            EXECUTE pg_catalog.format('GRANT %I TO CURRENT_USER', victim.rolname);
+        END IF;
         EXECUTE pg_catalog.format('DROP OWNED BY %I', victim.rolname);
     END LOOP;
     FOR victim IN SELECT DISTINCT m.rolname
