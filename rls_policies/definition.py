@@ -37,7 +37,15 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 def placeholders(roles: ManagementRoles) -> dict[str, str]:
     """Every placeholder's SQL text for ``roles``."""
     values: dict[str, str] = {"prefix_literal": sql.Literal(roles.prefix).as_string(None)}
-    for key in ("owner", "helper", "backend", "agency_group", "agency_writer_group", "insurer_group", "loader"):
+    for key in (
+        "owner",
+        "helper",
+        "backend",
+        "agency_group",
+        "agency_writer_group",
+        "insurer_group",
+        "loader",
+    ):
         name = getattr(roles, key)
         values[key] = sql.Identifier(name).as_string(None)
         values[f"{key}_name"] = sql.Literal(name).as_string(None)
