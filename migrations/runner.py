@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
 from agency_rls.rls_policies.names import ManagementRoles
+from agency_rls.rls_policies.privileges import require_install, require_walk
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool, text
 
-from agency_rls.cluster.database import sqlalchemy_url
+from agency_rls.cluster.database import libpq_conninfo, sqlalchemy_url
 
 #: This package's folder: env.py, script.py.mako and versions/ (the wheel ships them).
 MIGRATIONS_DIR = Path(__file__).parent
@@ -48,10 +52,17 @@ def upgrade(
     without SUPERUSER (managed PostgreSQL) cannot create one, but can install from the definition.
     """
     config = alembic_config(url, role_prefix=role_prefix)
-    if not sql and revision == "head" and migrated_revision(url) is None:
+    if sql:
+        command.upgrade(config, revision, sql=True)
+        return
+    at = migrated_revision(url)
+    if revision == "head" and at is None:
+        _check(url, require_install, "installing agency-rls")
         _install_current_definition(config, url)
         return
-    command.upgrade(config, revision, sql=sql)
+    if at != head_revision():
+        _check(url, require_walk, f"upgrading from revision {at or 'base'}")
+    command.upgrade(config, revision)
 
 
 def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
@@ -62,10 +73,23 @@ def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
     remove what it installed; then revision 0001's downgrade drops the tables. One transaction.
     """
     config = alembic_config(url)
-    if not sql and revision == "base" and migrated_revision(url) == head_revision():
+    if sql:
+        command.downgrade(config, revision, sql=True)
+        return
+    at = migrated_revision(url)
+    if revision == "base" and at == head_revision():
+        _check(url, require_install, "removing agency-rls")
         _remove_current_definition(config, url)
         return
-    command.downgrade(config, revision, sql=sql)
+    if at is not None:
+        _check(url, require_walk, f"downgrading to revision {revision}")
+    command.downgrade(config, revision)
+
+
+def _check(url: str | None, requirement: Callable[[psycopg.Connection[Any], str], None], what: str) -> None:
+    """Run a privilege check of ``agency_rls.rls_policies.privileges`` before anything changes."""
+    with psycopg.connect(libpq_conninfo(url)) as conn:
+        requirement(conn, what)
 
 
 def head_revision() -> str:

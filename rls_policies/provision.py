@@ -41,6 +41,7 @@ from agency_rls.rls_policies.names import (
     marker_database,
     principal_marker,
 )
+from agency_rls.rls_policies.privileges import MissingPrivilege, no_schema_access, require_provision
 from psycopg import sql
 
 #: Roles below this oid are built in (predefined roles, the bootstrap superuser).
@@ -84,10 +85,16 @@ class ProvisionReport:
 
 def stored_prefix(conn: psycopg.Connection) -> str:
     """The role prefix the database was migrated with; error when it is not migrated."""
-    found = conn.execute("SELECT to_regprocedure('agency_rls.role_prefix()') IS NOT NULL").fetchone()
-    if not found or not found[0]:
+    if conn.execute("SELECT to_regnamespace('agency_rls') IS NULL").fetchone() == (True,):
         raise ProvisionError("this database is not migrated: run 'agency-rls migrate' first")
-    row = conn.execute("SELECT agency_rls.role_prefix()").fetchone()
+    try:
+        with conn.transaction():  # a savepoint when called inside provision's transaction
+            found = conn.execute("SELECT to_regprocedure('agency_rls.role_prefix()') IS NOT NULL").fetchone()
+            if not found or not found[0]:
+                raise ProvisionError("this database is not migrated: run 'agency-rls migrate' first")
+            row = conn.execute("SELECT agency_rls.role_prefix()").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        raise ProvisionError(str(no_schema_access(conn))) from None
     assert row is not None
     return str(row[0])
 
@@ -117,6 +124,10 @@ def _provision(
     """provision(), inside its transaction; every wait for a lock is bounded by ``lock_timeout_ms``."""
     with conn.transaction():
         prefix = stored_prefix(conn)
+        try:
+            require_provision(conn, ManagementRoles(prefix))
+        except MissingPrivilege as error:
+            raise ProvisionError(str(error)) from None
         _lock(conn, lock_timeout_ms)
         roles = ManagementRoles(prefix)
         database = _check_prefix_belongs_here(conn, roles)

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from agency_rls.migrations import runner as migrations_runner
-from agency_rls.rls_policies.provision import provision
+from agency_rls.rls_policies.provision import ProvisionError, provision
+from agency_rls.scripts.cli import app
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from typer.testing import CliRunner
 
 from agency_rls.cluster.database import conninfo_url
 from tests.support import LOGIN_PASSWORD, ScratchDatabase, World, create_database, set_test_passwords
@@ -99,3 +101,53 @@ def test_a_new_database_installed_from_the_definition_matches_one_migrated_revis
     migrations_runner.upgrade(fresh_db.url, "head")  # revision by revision (the database is migrated)
     fresh_db.downgrade_base()
     assert fresh_db.leftover_roles() == []
+
+
+def test_missing_privileges_are_named_up_front_in_one_line(
+    managed: tuple[ScratchDatabase, str], server: str
+) -> None:
+    db, dba = managed
+    dba_url = conninfo_url(dba)
+    # A login that owns nothing and cannot create roles: the command names both, nothing changes.
+    plain = f"{db.prefix}plain"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(plain), sql.Literal(LOGIN_PASSWORD)
+            )
+        )
+    plain_url = conninfo_url(make_conninfo(db.conninfo, user=plain, password=LOGIN_PASSWORD))
+    result = CliRunner().invoke(app, ["migrate", "--database-url", plain_url, "--role-prefix", db.prefix])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"agency-rls: installing agency-rls needs CREATEROLE and ownership of database {db.name!r} (or SUPERUSER);"
+        f" {plain!r} lacks it\n"
+    )
+    assert migrations_runner.migrated_revision(dba_url) is None
+    # The DBA installs; walking the recorded revisions is what needs SUPERUSER, and it says so.
+    migrations_runner.upgrade(dba_url, "head", role_prefix=db.prefix)
+    result = CliRunner().invoke(app, ["downgrade", "0003", "--database-url", dba_url])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("agency-rls: downgrading to revision 0003 walks the recorded revisions")
+    assert "needs SUPERUSER" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert migrations_runner.migrated_revision(dba_url) == migrations_runner.head_revision()
+    # provision as a CREATEROLE login that is not in the loader role.
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(plain)))
+    with psycopg.connect(
+        make_conninfo(db.conninfo, user=plain, password=LOGIN_PASSWORD), autocommit=True
+    ) as conn:
+        with pytest.raises(
+            ProvisionError, match="cannot use this database's agency_rls schema: provision needs CREATEROLE"
+        ):
+            provision(conn)
+    with db.connect() as conn:  # member of the owner only: the loader is named
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(db.role("rls_owner")), sql.Identifier(plain))
+        )
+    with psycopg.connect(
+        make_conninfo(db.conninfo, user=plain, password=LOGIN_PASSWORD), autocommit=True
+    ) as conn:
+        with pytest.raises(ProvisionError, match=f"provision needs membership in '{db.prefix}rls_loader'"):
+            provision(conn)
+    migrations_runner.downgrade(dba_url, "base")
