@@ -19,6 +19,7 @@ import os
 from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 from alembic import context
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool, text
 
 config = context.config
@@ -106,6 +107,41 @@ def run_migrations_online() -> None:
         migrate_on(connection, own_connection=True)
 
 
+#: Revisions whose recorded SQL creates or alters a BYPASSRLS role: walking over them needs SUPERUSER.
+BYPASSRLS_REVISIONS = ("0002", "0004")
+
+
+def refuse_walk_without_superuser(connection: Connection) -> None:
+    """One line, before anything runs, when a non-superuser would walk over 0002 or 0004.
+
+    ``agency-rls migrate`` installs a new database from the current definition instead (no
+    BYPASSRLS role on the way); plain Alembic (or ``agency-rls alembic``) walks the revisions.
+    Stamping runs no SQL and is never refused.
+    """
+    command = getattr(getattr(config, "cmd_opts", None), "cmd", None)
+    if config.attributes.get("stamping") or (command and getattr(command[0], "__name__", "") == "stamp"):
+        return
+    if connection.execute(
+        text("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+    ).scalar():
+        return
+    current = context.get_context().get_current_revision() or "0000"
+    argument = context.get_revision_argument()
+    target = (
+        ScriptDirectory.from_config(config).get_revision(argument) if argument not in (None, "base") else None
+    )
+    destination = target.revision if target is not None else "0000"
+    low, high = sorted((current, destination))
+    crossed = [revision for revision in BYPASSRLS_REVISIONS if low < revision <= high]
+    if crossed:
+        raise SystemExit(
+            f"agency-rls: going from revision {current} to {destination} walks revision {' and '.join(crossed)}, "
+            "which creates or alters a BYPASSRLS role: it needs SUPERUSER (on a new database 'agency-rls "
+            "migrate' installs the current definition without it; 'agency-rls downgrade base' from head removes "
+            "it)"
+        )
+
+
 def migrate_on(connection: Connection, *, own_connection: bool) -> None:
     """Resolve the role prefix, refuse a taken one, and run the revisions on ``connection``."""
     stored = stored_prefix(connection)
@@ -120,6 +156,7 @@ def migrate_on(connection: Connection, *, own_connection: bool) -> None:
     if own_connection:
         connection.commit()
     context.configure(connection=connection, transactional_ddl=True)
+    refuse_walk_without_superuser(connection)
     with context.begin_transaction():
         lock_tables(connection)
         context.run_migrations()

@@ -35,9 +35,17 @@ TABLES = (
 _RETRY_SQLSTATES = frozenset({"55P03", "40P01"})
 
 
-def lock_tables(connection: Connection, *, wait_seconds: float = 120.0, attempt_ms: int = 500) -> None:
+def lock_tables(
+    connection: Connection,
+    *,
+    wait_seconds: float = 120.0,
+    attempt_ms: int = 500,
+    later_wait_seconds: float = 30.0,
+) -> None:
     """ACCESS EXCLUSIVE on every existing table of the spec, in one statement, inside ``connection``'s
-    transaction; retried in a savepoint until ``wait_seconds`` have passed, then SystemExit."""
+    transaction; retried in a savepoint until ``wait_seconds`` have passed, then SystemExit. Any
+    later lock wait of the transaction gives up after ``later_wait_seconds`` (or
+    ``AGENCY_RLS_MIGRATION_LOCK_WAIT`` seconds; the transaction then fails and changes nothing)."""
     present = [
         table
         for table in TABLES
@@ -49,7 +57,6 @@ def lock_tables(connection: Connection, *, wait_seconds: float = 120.0, attempt_
     statement = text(
         "LOCK TABLE " + ", ".join(f"public.{table}" for table in present) + " IN ACCESS EXCLUSIVE MODE"
     )
-    previous = connection.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
@@ -68,4 +75,9 @@ def lock_tables(connection: Connection, *, wait_seconds: float = 120.0, attempt_
                     "them busy (see pg_stat_activity); nothing changed"
                 ) from None
             time.sleep(random.uniform(0.02, 0.2))
-    connection.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+    # Every later wait stays bounded too: a principal's open transaction can hold what the rest of
+    # the migration needs (its own large object, its role), and waiting forever there would hold
+    # every table's lock, and so every reader, for as long as the principal likes.
+    connection.execute(
+        text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{int(later_wait_seconds * 1000)}ms"}
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, pool, text
+from sqlalchemy.exc import DBAPIError
 
 from agency_rls.cluster.database import libpq_conninfo, sqlalchemy_url
 
@@ -40,6 +42,20 @@ def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config
 TABLES_REVISION = "0001"
 
 
+@contextmanager
+def _lock_waits_explained() -> Iterator[None]:
+    """A lock wait that gave up (locking.py bounds them all) becomes a one-line reason."""
+    try:
+        yield
+    except (DBAPIError, psycopg.Error) as error:
+        if getattr(getattr(error, "orig", None) or error, "sqlstate", None) != "55P03":
+            raise
+        raise SystemExit(
+            "agency-rls: a lock the migration needs was not granted in time: another session holds it (an "
+            "open transaction of a principal? see pg_stat_activity and pg_blocking_pids()); nothing changed"
+        ) from None
+
+
 def upgrade(
     url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
 ) -> None:
@@ -58,11 +74,13 @@ def upgrade(
     at = migrated_revision(url)
     if revision == "head" and at is None:
         _check(url, require_install, "installing agency-rls")
-        _install_current_definition(config, url)
+        with _lock_waits_explained():
+            _install_current_definition(config, url)
         return
     if at != head_revision():
         _check(url, require_walk, f"upgrading from revision {at or 'base'}")
-    command.upgrade(config, revision)
+    with _lock_waits_explained():
+        command.upgrade(config, revision)
 
 
 def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
@@ -79,11 +97,13 @@ def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
     at = migrated_revision(url)
     if revision == "base" and at == head_revision():
         _check(url, require_install, "removing agency-rls")
-        _remove_current_definition(config, url)
+        with _lock_waits_explained():
+            _remove_current_definition(config, url)
         return
     if at is not None:
         _check(url, require_walk, f"downgrading to revision {revision}")
-    command.downgrade(config, revision)
+    with _lock_waits_explained():
+        command.downgrade(config, revision)
 
 
 def _check(url: str | None, requirement: Callable[[psycopg.Connection[Any], str], None], what: str) -> None:
@@ -119,6 +139,7 @@ def _install_current_definition(config: Config, url: str | None) -> None:
             command.upgrade(config, TABLES_REVISION)
             roles = ManagementRoles(config.attributes["role_prefix"])
             _execute(conn, render(security_template(), roles))
+            config.attributes["stamping"] = True
             command.stamp(config, "head")
     finally:
         engine.dispose()
@@ -134,7 +155,9 @@ def _remove_current_definition(config: Config, url: str | None) -> None:
             config.attributes["connection"] = conn
             config.attributes["requested_role_prefix"] = prefix
             config.attributes["removing"] = True
+            config.attributes["stamping"] = True
             command.stamp(config, TABLES_REVISION)
+            config.attributes["stamping"] = False
             command.downgrade(config, "base")
     finally:
         engine.dispose()

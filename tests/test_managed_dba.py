@@ -151,3 +151,107 @@ def test_missing_privileges_are_named_up_front_in_one_line(
         with pytest.raises(ProvisionError, match=f"provision needs membership in '{db.prefix}rls_loader'"):
             provision(conn)
     migrations_runner.downgrade(dba_url, "base")
+
+
+# --- found by the adversarial review of the managed-PostgreSQL work ---------------------------------
+
+
+def test_the_installers_default_privileges_are_revoked(
+    managed: tuple[ScratchDatabase, str], server: str
+) -> None:
+    """A DBA's ALTER DEFAULT PRIVILEGES (common on managed services) would hand every new table and
+    identity sequence to someone: TRUNCATE and writes bypass row level security, last_value counts
+    hidden rows. The definition revokes every grant it did not make."""
+    db, dba = managed
+    reporter = f"{db.prefix}reporter"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(reporter), sql.Literal(LOGIN_PASSWORD)
+            )
+        )
+    with psycopg.connect(dba, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO {}").format(sql.Identifier(reporter))
+        )
+        conn.execute("ALTER DEFAULT PRIVILEGES GRANT SELECT, USAGE ON SEQUENCES TO PUBLIC")
+    migrations_runner.upgrade(conninfo_url(dba), "head", role_prefix=db.prefix)
+    try:
+        with psycopg.connect(dba, autocommit=True) as conn:
+            leftover = conn.execute(
+                """
+                SELECT c.relname, acl.grantee::regrole::text, acl.privilege_type
+                  FROM pg_class AS c, aclexplode(c.relacl) AS acl
+                 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'S')
+                   AND c.relname <> 'alembic_version'  -- Alembic's, not the definition's
+                   AND (acl.grantee = 0 OR acl.grantee = %s::regrole)
+                   AND NOT (c.relname = 'insurer' AND acl.grantee = 0 AND acl.privilege_type = 'SELECT')
+                """,
+                (reporter,),
+            ).fetchall()
+            assert leftover == []
+        with psycopg.connect(db.login_conninfo(reporter), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("TRUNCATE public.contract_handler")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT last_value FROM public.customer_id_seq")
+    finally:
+        migrations_runner.downgrade(conninfo_url(dba), "base")
+
+
+def test_the_backend_pool_refuses_the_dba_login(managed: tuple[ScratchDatabase, str]) -> None:
+    """The DBA stays a member of the owner and the loader: through the pool it would read every row."""
+    from agency_rls.backend import BackendRoleError, PrincipalPool
+
+    db, dba = managed
+    migrations_runner.upgrade(conninfo_url(dba), "head", role_prefix=db.prefix)
+    try:
+        with pytest.raises(BackendRoleError, match="reads around row-level security"):
+            with PrincipalPool(dba, min_size=1, max_size=1) as pool:
+                with pool.acting_as(agency="S1"):
+                    pass
+    finally:
+        migrations_runner.downgrade(conninfo_url(dba), "base")
+
+
+def test_plain_alembic_walking_the_revisions_as_the_dba_says_it_needs_superuser(
+    managed: tuple[ScratchDatabase, str],
+) -> None:
+    db, dba = managed
+    result = CliRunner().invoke(
+        app,
+        ["alembic", "--database-url", conninfo_url(dba), "-x", f"role_prefix={db.prefix}", "upgrade", "head"],
+    )
+    assert result.exit_code == 1
+    reason = result.stderr.strip().splitlines()[-1]  # after Alembic's own INFO lines
+    assert reason.startswith("agency-rls: going from revision 0000 to 0005 walks revision 0002 and 0004")
+    assert "which creates or alters a BYPASSRLS role: it needs SUPERUSER" in reason
+    assert migrations_runner.migrated_revision(conninfo_url(dba)) is None
+
+
+def test_a_principals_open_transaction_cannot_hold_a_migration_and_its_readers_forever(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After it has every table's lock, each further wait of a migration is bounded: a principal's
+    open transaction on its own large object makes the downgrade give up, changing nothing."""
+    from tests.support import build_world
+    from tests.test_hardening import load_small_world
+
+    monkeypatch.setenv("AGENCY_RLS_MIGRATION_LOCK_WAIT", "1")
+    db = create_database(server, "bounded")
+    try:
+        w = build_world(db, load_small_world)
+        w.backend.close()
+        with psycopg.connect(db.login_conninfo(db.role("agency_w11"))) as principal:
+            row = principal.execute("SELECT lo_from_bytea(0, 'x')").fetchone()
+            assert row is not None
+            principal.commit()
+            principal.execute(sql.SQL("COMMENT ON LARGE OBJECT {} IS 'held'").format(sql.Literal(row[0])))
+            with pytest.raises(SystemExit, match="a lock the migration needs was not granted in time"):
+                migrations_runner.downgrade(db.url, "base")
+            principal.rollback()
+        assert migrations_runner.migrated_revision(db.url) == migrations_runner.head_revision()
+        migrations_runner.downgrade(db.url, "base")
+        assert db.leftover_roles() == []
+    finally:
+        db.drop()

@@ -92,14 +92,29 @@ RESET_SESSION: Final = "DO $$BEGIN RESET ALL; PERFORM pg_catalog.pg_advisory_unl
 DISCARD_ALL: Final = "DISCARD ALL"
 
 
-#: True when the login role bypasses row-level security.
-PRIVILEGED_LOGIN_QUERY: Final = (
-    "SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user"
-)
+#: True when the login role bypasses row-level security, or reads around it: a superuser or
+#: BYPASSRLS role, a role that can create roles, owns the database, or is a member of a role that
+#: owns a table with row level security (the agency-rls owner) or of agency-rls's loader role,
+#: whose policies open every row (a DBA of managed PostgreSQL is all of these).
+PRIVILEGED_LOGIN_QUERY: Final = r"""
+SELECT r.rolsuper OR r.rolbypassrls OR r.rolcreaterole
+       OR pg_catalog.pg_has_role(r.oid, d.datdba, 'MEMBER')
+       OR EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                   WHERE c.relrowsecurity AND pg_catalog.pg_has_role(r.oid, c.relowner, 'MEMBER'))
+       OR EXISTS (SELECT FROM pg_catalog.pg_roles AS g
+                   WHERE g.rolname LIKE '%rls\_loader'
+                     AND pg_catalog.shobj_description(g.oid, 'pg_authid') LIKE 'agency-rls:management%'
+                     AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER'))
+  FROM pg_catalog.pg_roles AS r, pg_catalog.pg_database AS d
+ WHERE r.rolname = session_user AND d.datname = pg_catalog.current_database()
+"""
 
 
 class BackendRoleError(psycopg.ProgrammingError):
-    """The pool's login role bypasses row-level security (superuser or BYPASSRLS): refused.
+    """The pool's login role bypasses or reads around row-level security: refused.
+
+    Superuser, BYPASSRLS, CREATEROLE, the database's owner, a member of a table owner or of the
+    loader role (a managed-PostgreSQL DBA is all of these).
 
     Acting as a principal would still be filtered, but every statement outside a principal block
     (or after a stray ``RESET ROLE``) would read every row, where the backend role reads none.
@@ -158,6 +173,7 @@ def refuse_privileged_login(conn: DBAPIConnection) -> None:
     if not rows or rows[0][0] is not False:
         user = getattr(getattr(conn, "info", None), "user", "?")
         raise BackendRoleError(
-            f"the pool logs in as {user!r}, a superuser or BYPASSRLS role: row-level security would not "
-            "bind it; log in as the backend role (<prefix>rls_backend)"
+            f"the pool logs in as {user!r}, which bypasses or reads around row-level security (superuser, "
+            "BYPASSRLS, CREATEROLE, database owner, member of a table owner or of the loader role); log in "
+            "as the backend role (<prefix>rls_backend)"
         )

@@ -52,3 +52,50 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,
        public.contract, public.contract_handler, public.notice, public.notice_receipt, public.principal
     TO {{loader}};
+
+-- Privileges nobody here granted: the installer's default privileges (ALTER DEFAULT PRIVILEGES,
+-- common on managed services) give a table or identity sequence to some role or PUBLIC the moment
+-- revision 0001 creates it. TRUNCATE, REFERENCES, TRIGGER and writes ignore or bypass row level
+-- security, and a sequence's last_value counts hidden rows: everything but this definition's own
+-- grants is revoked.
+DO $foreign_grants$
+DECLARE
+    ours CONSTANT text[] := ARRAY[{{owner_name}}, {{helper_name}}, {{backend_name}}, {{agency_group_name}},
+                                  {{agency_writer_group_name}}, {{insurer_group_name}}, {{loader_name}}];
+    tables CONSTANT text[] := ARRAY['insurer', 'agency', 'supervision', 'entrustment', 'customer', 'contract',
+                                    'contract_handler', 'notice', 'notice_receipt', 'principal'];
+    item record;
+BEGIN
+    FOR item IN
+        SELECT DISTINCT c.oid::regclass::text AS object, c.relkind,
+               CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+          FROM pg_catalog.pg_class AS c
+          LEFT JOIN pg_catalog.pg_depend AS seq
+            ON c.relkind = 'S' AND seq.classid = 'pg_catalog.pg_class'::regclass AND seq.objid = c.oid
+           AND seq.refclassid = 'pg_catalog.pg_class'::regclass AND seq.deptype IN ('a', 'i')
+          LEFT JOIN pg_catalog.pg_class AS owner_table ON owner_table.oid = seq.refobjid
+          CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS acl
+          LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = acl.grantee
+         WHERE c.relnamespace = 'public'::regnamespace
+           AND (c.relname = ANY (tables) OR owner_table.relname = ANY (tables))
+           AND acl.grantee <> c.relowner
+           AND NOT (acl.grantee <> 0 AND r.rolname = ANY (ours))
+           AND NOT (acl.grantee = 0 AND c.relname = 'insurer' AND acl.privilege_type = 'SELECT')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %s',
+            CASE item.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, item.object, item.grantee);
+    END LOOP;
+    FOR item IN
+        SELECT DISTINCT c.oid::regclass::text AS object, pg_catalog.quote_ident(a.attname) AS col,
+               CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+          FROM pg_catalog.pg_class AS c
+          JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid AND a.attacl IS NOT NULL
+          CROSS JOIN LATERAL pg_catalog.aclexplode(a.attacl) AS acl
+          LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = acl.grantee
+         WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY (tables)
+           AND NOT (acl.grantee <> 0 AND r.rolname = ANY (ours))
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL (%s) ON TABLE %s FROM %s', item.col, item.object, item.grantee);
+    END LOOP;
+END
+$foreign_grants$;
