@@ -15,22 +15,13 @@ from __future__ import annotations
 import random
 import time
 
+from agency_rls.schema import ALL_TABLES
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-#: Every table of the spec, in one fixed order.
-TABLES = (
-    "principal",
-    "insurer",
-    "agency",
-    "supervision",
-    "entrustment",
-    "customer",
-    "contract",
-    "contract_handler",
-    "notice",
-    "notice_receipt",
-)
+#: Every table of the spec, in one fixed order (schema.tables is the one list).
+TABLES = ALL_TABLES
+
 #: lock_not_available (lock_timeout), deadlock_detected
 _RETRY_SQLSTATES = frozenset({"55P03", "40P01"})
 

@@ -7,7 +7,8 @@ is missing.
 
 What each needs (a superuser has all of it):
 - installing a new database (from the current definition) and ``downgrade base`` from head:
-  CREATEROLE and ownership of the database (managed PostgreSQL gives the DBA both);
+  CREATEROLE, ownership of the database and CREATE on schema ``public`` (managed PostgreSQL gives
+  the DBA all three);
 - walking the recorded revisions (upgrading a database migrated before revision 0004, or
   downgrading to a revision below head): SUPERUSER, because revisions 0002 and 0004 create or
   alter a BYPASSRLS role;
@@ -38,13 +39,15 @@ class ConnectingRole:
     createrole: bool
     owns_database: bool
     database: str
+    creates_in_public: bool
 
     @classmethod
     def of(cls, conn: psycopg.Connection[Any]) -> ConnectingRole:
         row = conn.execute(
             """
             SELECT r.rolname, r.rolsuper, r.rolcreaterole,
-                   pg_has_role(r.oid, d.datdba, 'USAGE'), d.datname
+                   pg_has_role(r.oid, d.datdba, 'USAGE'), d.datname,
+                   has_schema_privilege(r.oid, 'public', 'CREATE')
               FROM pg_catalog.pg_roles AS r, pg_catalog.pg_database AS d
              WHERE r.rolname = current_user AND d.datname = current_database()
             """
@@ -63,6 +66,8 @@ def require_install(conn: psycopg.Connection[Any], what: str) -> None:
         for text, ok in (
             ("CREATEROLE", role.createrole),
             (f"ownership of database {role.database!r}", role.owns_database),
+            # The tables live in public; a cluster moved by pg_upgrade can keep public owned by postgres.
+            ("CREATE on schema public", role.creates_in_public),
         )
         if not ok
     ]

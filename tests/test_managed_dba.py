@@ -120,7 +120,8 @@ def test_missing_privileges_are_named_up_front_in_one_line(
     result = CliRunner().invoke(app, ["migrate", "--database-url", plain_url, "--role-prefix", db.prefix])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"agency-rls: installing agency-rls needs CREATEROLE and ownership of database {db.name!r} (or SUPERUSER);"
+        f"agency-rls: installing agency-rls needs CREATEROLE and ownership of database {db.name!r} and CREATE on"
+        " schema public (or SUPERUSER);"
         f" {plain!r} lacks it\n"
     )
     assert migrations_runner.migrated_revision(dba_url) is None
