@@ -121,3 +121,14 @@ def no_schema_access(conn: psycopg.Connection[Any]) -> MissingPrivilege:
         f"{role.name!r} cannot use this database's agency_rls schema: provision needs CREATEROLE and "
         "membership in the owner and loader roles <prefix>rls_owner, <prefix>rls_loader (or SUPERUSER)"
     )
+
+
+def require_superuser_to_act_as_principals(conn: psycopg.Connection[Any], what: str) -> None:
+    """``check`` and ``demo`` on a given server act as each principal with SET LOCAL ROLE from the
+    connecting role; only a superuser can do that for principals it is not a member of."""
+    role = ConnectingRole.of(conn)
+    if not role.superuser:
+        raise MissingPrivilege(
+            f"{what} needs SUPERUSER: it acts as each principal with SET ROLE, and {role.name!r} is not a "
+            "superuser (without --database-url it runs on a throwaway cluster of its own)"
+        )

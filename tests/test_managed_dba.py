@@ -256,3 +256,20 @@ def test_a_principals_open_transaction_cannot_hold_a_migration_and_its_readers_f
         assert db.leftover_roles() == []
     finally:
         db.drop()
+
+
+@pytest.mark.parametrize("command", [["demo"], ["check", "--builtin"]])
+def test_check_and_demo_on_a_given_server_say_they_need_a_superuser(
+    managed: tuple[ScratchDatabase, str], command: list[str]
+) -> None:
+    """They act as each principal with SET ROLE from the connecting role; as the DBA that would fail
+    principal by principal (or print counts of 0). One line, before anything runs, instead."""
+    db, dba = managed
+    result = CliRunner().invoke(app, [*command, "--database-url", conninfo_url(dba)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"agency-rls: {command[0]} --database-url needs SUPERUSER: it acts as each principal with SET ROLE, and"
+        f" {db.prefix + 'dba'!r} is not a superuser (without --database-url it runs on a throwaway cluster of"
+        " its own)\n"
+    )
+    assert migrations_runner.migrated_revision(conninfo_url(dba)) is None

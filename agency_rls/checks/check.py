@@ -57,6 +57,7 @@ from agency_rls.rls_policies.names import (
     RoleNameError,
     check_role_name,
 )
+from agency_rls.rls_policies.privileges import require_superuser_to_act_as_principals
 from agency_rls.rls_policies.provision import provision, stored_prefix
 
 __all__ = [
@@ -458,6 +459,8 @@ def run_check(
 
 def _server(stack: ExitStack, url: str | None, *, keep: bool) -> _Server:
     if url is not None:
+        with psycopg.connect(libpq_conninfo(url), autocommit=True) as conn:
+            require_superuser_to_act_as_principals(conn, "check --database-url")
         return _Server(libpq_conninfo(url), via_backend=False)
     from agency_rls.cluster.throwaway import ThrowawayCluster
 

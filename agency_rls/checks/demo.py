@@ -26,6 +26,7 @@ from agency_rls.checks import sample_world
 from agency_rls.cluster.database import libpq_conninfo
 from agency_rls.cluster.throwaway import ThrowawayCluster
 from agency_rls.migrations import runner as migrations_runner
+from agency_rls.rls_policies.privileges import require_superuser_to_act_as_principals
 from agency_rls.rls_policies.provision import stored_prefix
 from agency_rls.schema import ALL_TABLES
 
@@ -61,6 +62,7 @@ def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> b
             cluster = None
         conninfo = libpq_conninfo(url)
         with psycopg.connect(conninfo, autocommit=True) as conn:
+            require_superuser_to_act_as_principals(conn, "demo --database-url")
             _require_empty(conn)
         migrations_runner.upgrade(url, "head")
         with psycopg.connect(conninfo, autocommit=True) as conn:
