@@ -19,9 +19,6 @@ from agency_rls.schema import ALL_TABLES
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-#: Every table of the spec, in one fixed order (schema.tables is the one list).
-TABLES = ALL_TABLES
-
 #: lock_not_available (lock_timeout), deadlock_detected
 _RETRY_SQLSTATES = frozenset({"55P03", "40P01"})
 
@@ -39,7 +36,7 @@ def lock_tables(
     ``AGENCY_RLS_MIGRATION_LOCK_WAIT`` seconds; the transaction then fails and changes nothing)."""
     present = [
         table
-        for table in TABLES
+        for table in ALL_TABLES  # one fixed order: schema.tables is the one list
         if connection.execute(text("SELECT to_regclass(:name)"), {"name": f"public.{table}"}).scalar()
         is not None
     ]

@@ -91,15 +91,7 @@ def require_provision(conn: psycopg.Connection[Any], roles: ManagementRoles) -> 
     role = ConnectingRole.of(conn)
     if role.superuser:
         return
-    member = {
-        name: bool(row and row[0])
-        for name in (roles.owner, roles.loader)
-        for row in [
-            conn.execute(
-                "SELECT to_regrole(%s) IS NOT NULL AND pg_has_role(current_user, %s, 'USAGE')", (name, name)
-            ).fetchone()
-        ]
-    }
+    member = {name: _is_member(conn, name) for name in (roles.owner, roles.loader)}
     missing = [
         text
         for text, ok in (
@@ -112,6 +104,14 @@ def require_provision(conn: psycopg.Connection[Any], roles: ManagementRoles) -> 
         raise MissingPrivilege(
             f"provision needs {' and '.join(missing)} (or SUPERUSER); {role.name!r} lacks it"
         )
+
+
+def _is_member(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Whether the connecting role has the privileges of ``role`` (which must exist)."""
+    row = conn.execute(
+        "SELECT to_regrole(%s) IS NOT NULL AND pg_has_role(current_user, %s, 'USAGE')", (role, role)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def no_schema_access(conn: psycopg.Connection[Any]) -> MissingPrivilege:

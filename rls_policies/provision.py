@@ -473,7 +473,7 @@ WITH ours AS (
      WHERE r.rolname = ANY (%(kept)s)
        AND shobj_description(r.oid, 'pg_authid') = %(management_marker)s
 )
-SELECT ours.rolname, ours.principal, db.datname = current_database(), NULL::text AS setting_database,
+SELECT ours.rolname, NULL::text AS setting_database,
        CASE d.deptype WHEN 'o' THEN 'owns ' WHEN 'a' THEN 'is granted privileges on ' ELSE 'is named by ' END
        || CASE WHEN db.datname = current_database() OR d.dbid = 0
                THEN pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
@@ -487,13 +487,13 @@ SELECT ours.rolname, ours.principal, db.datname = current_database(), NULL::text
                      THEN (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema END, '')
        !~ '^pg_temp_'
 UNION ALL
-SELECT ours.rolname, ours.principal, NULL, coalesce(db.datname, ''),
+SELECT ours.rolname, coalesce(db.datname, ''),
        'has role settings ' || array_to_string(s.setconfig, ', ')
        || CASE WHEN s.setdatabase = 0 THEN '' ELSE ' in database ' || quote_ident(db.datname) END
   FROM pg_catalog.pg_db_role_setting AS s
   JOIN ours ON ours.oid = s.setrole
   LEFT JOIN pg_catalog.pg_database AS db ON db.oid = s.setdatabase
- ORDER BY 1, 5
+ ORDER BY 1, 3
 """
 
 
@@ -515,7 +515,7 @@ def _plan_owned_objects(
         },
     ).fetchall()
     statements: list[sql.Composable] = []
-    for name, _is_principal, _here, setting_database, what in rows:
+    for name, setting_database, what in rows:
         report.owned_objects.append(f"{name} {what}")
         if setting_database is not None:
             scope = (
