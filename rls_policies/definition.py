@@ -26,10 +26,26 @@ SECURITY_FILES: tuple[str, ...] = (
     "scope_functions.sql",
     "principal_guard.sql",
     "derived_columns.sql",
+    "scope_columns.sql",
     "policies.sql",
     "grants.sql",
 )
 TEARDOWN_FILE = "teardown.sql"
+
+#: Columns and indexes the security definition adds to the domain tables (``scope_columns.sql``:
+#: handler links copied onto rows so that policies are index conditions). They are not part of
+#: the domain schema (``agency_rls.schema``): principals never select the customer ones, and
+#: loaders never write them (triggers do).
+SCOPE_COPY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "contract": ("handler_agency_ids", "handler_windows"),
+    "customer": ("handler_agency_ids", "handler_insurer_ids", "handler_windows", "party_insurer_ids"),
+}
+SCOPE_INDEXES: tuple[str, ...] = (
+    "contract_handler_agency_ids_idx",
+    "customer_handler_agency_ids_idx",
+    "customer_party_insurer_ids_idx",
+    "notice_addressee_created_idx",
+)
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 

@@ -157,7 +157,24 @@ def repair_derived_columns(conn: psycopg.Connection[Any]) -> int:
                AND h.insurer_id IS DISTINCT FROM c.insurer_id
             """
         )
-        return max(cur.rowcount, 0)
+        repaired = max(cur.rowcount, 0)
+        refresh_scope_copies(conn)
+        return repaired
+
+
+def refresh_scope_copies(conn: psycopg.Connection[Any]) -> None:
+    """Recompute the handler links copied onto every contract and customer row (scope_columns.sql).
+
+    Triggers keep them exact on every write; a load with triggers off leaves them stale, and a
+    stale copy grants or withholds access. The refresh writes only rows whose copy differs; it
+    reads every contract, handler and customer row (seconds per million contracts).
+    """
+    if conn.execute("SELECT to_regprocedure('agency_rls.refresh_contract_scope(bigint[])')").fetchone() == (
+        None,
+    ):
+        return  # a database below revision 0006 has no copies
+    conn.execute("SELECT agency_rls.refresh_contract_scope(ARRAY(SELECT c.id FROM public.contract AS c))")
+    conn.execute("SELECT agency_rls.refresh_customer_scope(ARRAY(SELECT cu.id FROM public.customer AS cu))")
 
 
 def _require_unfiltered(conn: psycopg.Connection[Any]) -> None:

@@ -312,6 +312,181 @@ def check(
         raise typer.Exit(status)
 
 
+@app.command()
+@one_line_errors
+def bench(
+    database_url: DatabaseUrl = None,
+    backend_url: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-url",
+            envvar="AGENCY_RLS_BACKEND_URL",
+            help="A login of the backend role <prefix>rls_backend (default: a superuser's sessions switch to it"
+            " with SET SESSION AUTHORIZATION; otherwise a login as it without a password).",
+            show_envvar=True,
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed samples per principal and query.")] = 30,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds after the two priming passes.")] = 3,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--principal",
+            metavar="ROLE",
+            help="Only this principal (role name, with or without the role prefix) instead of the automatic"
+            " choice; repeatable.",
+        ),
+    ] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Option("--query", metavar="NAME", help="Only this query of the mix; repeatable."),
+    ] = None,
+) -> None:
+    """Time the query mix acting as principals (RLS) against hand-written queries over the base tables.
+
+    For the smallest, median and largest agency, a working agency, a supervising agency, a seconded
+    principal and an insurer: p50/p95 of each side, the ratio, buffers, and each RLS plan's shape
+    with what does not scale (seq scan on a large table, hashed SubPlan, scope materialised per
+    statement). Every pair must return the same rows: exit status 1 on a mismatch. Needs a
+    superuser or a member of <prefix>rls_loader. Example:
+    agency-rls bench --database-url postgresql://dba@db/crm --rounds 50 --format json > bench.json
+    """
+    from agency_rls.workload.bench import format_json, render_text, run_bench  # late: keeps --help fast
+
+    as_json = output is OutputFormat.json
+    progress = Console(stderr=True)
+    report = run_bench(
+        libpq_conninfo(database_url),
+        backend_conninfo=backend_url,
+        rounds=rounds,
+        warmup=warmup,
+        principals=principal,
+        queries=query,
+        progress=None if as_json else lambda message: progress.print(f"bench: {message}", highlight=False),
+    )
+    if as_json:
+        print(format_json(report))
+    else:
+        render_text(report, Console())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+class SeedScale(StrEnum):
+    """The presets of ``agency-rls seed`` (``agency_rls.workload.synthetic.SCALES``)."""
+
+    tiny = "tiny"
+    small = "small"
+    medium = "medium"
+    bench = "bench"
+
+
+@app.command()
+@one_line_errors
+def seed(
+    database_url: DatabaseUrl = None,
+    scale: Annotated[
+        SeedScale,
+        typer.Option(
+            help="World size: tiny (2,000 contracts, for tests), small (100,000 contracts, 500 agencies),"
+            " medium (1,000,000, 2,000 agencies), bench (10,000,000 contracts, 3,000,000 customers, 5,000"
+            " agencies, 2,000,000 notices).",
+        ),
+    ] = SeedScale.small,
+    seed_number: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed and --as-of give the same rows.")
+    ] = 1,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            metavar="YYYY-MM-DD",
+            help="The world's today, around which validity and dates are laid out (default: the server's"
+            " current UTC date).",
+        ),
+    ] = None,
+    migrate_first: Annotated[
+        bool,
+        typer.Option("--migrate", help="Migrate the database to head first (an empty one gets everything)."),
+    ] = False,
+    role_prefix: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AGENCY_RLS_ROLE_PREFIX",
+            help="With --migrate: the role prefix of a database migrated now.",
+        ),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Load a reproducible synthetic world into an empty migrated database: COPY, provision, vacuum.
+
+    One transaction: every table in dependency order with explicit ids, then provisioning (a role
+    per agency and insurer, seconded principals). Refuses a database that holds rows or is not at
+    head. A progress bar on stderr; prints row counts, seconds, sizes and principals worth acting
+    as. Example: agency-rls seed --database-url postgresql://dba@db/crm_bench --migrate --scale medium --seed 7
+    """
+    import datetime as dt
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from agency_rls.workload.seed import seed_world  # imported late: keeps --help fast
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise SystemExit(f"--as-of {as_of!r}: give a day as YYYY-MM-DD") from None
+    if migrate_first:
+        migrations_runner.upgrade(database_url, "head", role_prefix=role_prefix)
+    columns = (TextColumn("{task.description:<17}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar = Progress(*columns, console=Console(stderr=True))
+    tasks: dict[str, TaskID] = {}
+
+    def progress(step: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # on the first row: a refusal prints its one line only
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total)
+        bar.update(tasks[step], completed=done, total=total)
+
+    try:
+        with psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn:
+            report = seed_world(conn, scale=scale.value, seed=seed_number, as_of=day, progress=progress)
+    finally:
+        if tasks:
+            bar.stop()
+    if output is OutputFormat.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    console = Console(soft_wrap=True)
+    console.print(
+        f"Seeded scale {report.scale} (seed {report.seed}, as of {report.as_of}, role prefix "
+        f"{report.prefix!r}, {report.loaded_by}) in {report.total_seconds:.1f} s; database "
+        f"{report.database_bytes / 2**20:,.0f} MiB; {report.principals:,} principals "
+        f"({report.roles_created:,} roles created).",
+        highlight=False,
+    )
+    for table, rows in report.rows.items():
+        console.print(
+            f"  {table:<17}{rows:>12,} rows {report.seconds.get(table, 0):>9.1f} s"
+            f" {report.table_bytes.get(table, 0) / 2**20:>9,.1f} MiB",
+            highlight=False,
+        )
+    for step in ("provision", "vacuum", "analyze"):
+        if step in report.seconds:
+            console.print(f"  {step:<17}{'':>17} {report.seconds[step]:>9.1f} s", highlight=False)
+    console.print("Principals worth acting as (contracts handled now / with a link ever):", highlight=False)
+    for label, principal in report.notable.items():
+        counts = (
+            f"{principal['contracts_now']:,} / {principal['contracts_ever']:,}"
+            if "contracts_now" in principal
+            else f"{principal['contracts']:,} contracts"
+            if "contracts" in principal
+            else ""
+        )
+        console.print(f"  {label:<24}{principal['role']:<40}{counts}", highlight=False, markup=False)
+
+
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 def alembic(
     arguments: Annotated[

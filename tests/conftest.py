@@ -11,7 +11,9 @@ import pytest
 from agency_rls.cluster.binaries import find_bindir, server_version
 from agency_rls.cluster.throwaway import ThrowawayCluster
 from tests.support import (
+    DBA_MODE,
     SERVER_ENV,
+    TEST_AS_ENV,
     ScratchDatabase,
     World,
     create_database,
@@ -38,17 +40,43 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["AGENCY_RLS_FUZZ_EXAMPLES"] = str(examples)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """Which server the run uses: CI runs the suite on two majors and its log must say which."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """DBA mode skips what only a superuser can do, and the wheel install (it does not use the mode)."""
+    if not DBA_MODE:
+        return
+    for item in items:
+        marker = item.get_closest_marker("needs_superuser")
+        if marker is not None:
+            why = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(
+                pytest.mark.skip(reason=f"{TEST_AS_ENV}=dba: needs SUPERUSER" + (f" ({why})" if why else ""))
+            )
+        elif item.get_closest_marker("slow") is not None:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"{TEST_AS_ENV}=dba: the wheel install does not depend on who runs the product;"
+                    " the superuser runs cover it"
+                )
+            )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which server the run uses: CI runs the suite on two majors and its log must say which; and as whom."""
+    who = (
+        f"agency-rls runs as: a NOSUPERUSER CREATEROLE CREATEDB database owner per database ({TEST_AS_ENV}=dba)"
+        if DBA_MODE
+        else f"agency-rls runs as: the superuser ({TEST_AS_ENV}=dba runs it as a non-superuser DBA)"
+    )
     if server_conninfo_from_env() is not None:
-        return f"agency-rls server: the configured one ({SERVER_ENV})"
+        return [f"agency-rls server: the configured one ({SERVER_ENV})", who]
     try:
         bindir = find_bindir()
     except RuntimeError as exc:
-        return f"agency-rls server: {exc}"
-    return (
-        f"agency-rls server: throwaway cluster, {server_version(bindir) or '(version unknown)'} from {bindir}"
-    )
+        return [f"agency-rls server: {exc}", who]
+    return [
+        f"agency-rls server: throwaway cluster, {server_version(bindir) or '(version unknown)'} from {bindir}",
+        who,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +109,8 @@ def world(server: str) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def superuser(world: World) -> Iterator[psycopg.Connection]:
-    """A superuser connection to the sample world (autocommit), for reading keys and changing state."""
+    """An administrator's connection to the sample world (autocommit), for reading keys and changing
+    state: the superuser, or in DBA mode the database's NOSUPERUSER owner (through the loader role)."""
     with world.admin() as conn:
         yield conn
 
@@ -94,7 +123,7 @@ def backend_conninfo(world: World) -> str:
 
 @pytest.fixture(scope="module")
 def contract_keys(superuser: psycopg.Connection) -> dict[int, str]:
-    """Contract id -> policy number, read once by the superuser (threads then need no connection of it)."""
+    """Contract id -> policy number, read once by the administrator (threads then need no connection of it)."""
     from agency_rls.checks.sample_world import id_to_key
 
     return id_to_key(superuser, "contract")

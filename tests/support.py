@@ -7,6 +7,17 @@ that is already running) or, when it is unset, a throwaway cluster this suite st
 Every test database gets its own role prefix (``t<hex>_``), so tests never collide with each
 other or with roles already in the cluster; the finaliser downgrades to base, which drops the
 prefix's roles, then drops the database, and finally checks that no role of the prefix is left.
+
+Who runs the product: ``AGENCY_RLS_TEST_AS`` (``superuser``, the default, or ``dba``). With
+``dba`` every test database gets its own login ``<prefix>dba`` (NOSUPERUSER, CREATEROLE,
+CREATEDB) that owns it, as on Amazon RDS and the other managed services, and
+``ScratchDatabase.conninfo``/``url``/``connect()``, ``World.admin()`` and the ``superuser``
+fixture log in as that DBA: migrating, loading (through ``<prefix>rls_loader``, which the DBA
+joins when it installs), provisioning, reading keys and changing state, downgrading. Only the
+harness itself uses the superuser (``superuser_conninfo``, ``superuser_connect()``): creating
+the DBA, dropping the database and what a failed test left. Tests marked ``needs_superuser``
+(they do what only a superuser can: walk the recorded revisions, create BYPASSRLS or SUPERUSER
+roles, test the superuser-only paths) are skipped in that mode, with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
+import pytest
 from agency_rls.migrations import runner as migrations_runner
 from agency_rls.rls_policies.provision import provision
 from psycopg import sql
@@ -27,8 +39,28 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from agency_rls.cluster.database import conninfo_url, libpq_conninfo
 
 SERVER_ENV = "AGENCY_RLS_TEST_DATABASE_URL"
+TEST_AS_ENV = "AGENCY_RLS_TEST_AS"
 #: Password given to test login roles, so direct logins work under trust, md5 or scram.
 LOGIN_PASSWORD = "agency-rls-test-" + secrets.token_hex(8)
+
+
+def _dba_mode_from_env() -> bool:
+    """Whether ``AGENCY_RLS_TEST_AS`` asks for the non-superuser DBA; any other value is an error."""
+    value = os.environ.get(TEST_AS_ENV, "").strip() or "superuser"
+    if value not in ("superuser", "dba"):
+        raise RuntimeError(f"{TEST_AS_ENV}={value!r}: use 'superuser' (the default) or 'dba'")
+    return value == "dba"
+
+
+#: The suite runs the product as a NOSUPERUSER CREATEROLE CREATEDB database owner (``AGENCY_RLS_TEST_AS=dba``).
+DBA_MODE = _dba_mode_from_env()
+
+
+#: A test that walks the recorded revisions (anything but installing a new database, or ``downgrade
+#: base`` from head): revisions 0002 and 0004 create or alter a BYPASSRLS role, which needs SUPERUSER.
+WALKS_REVISIONS = pytest.mark.needs_superuser(
+    "walks the recorded revisions, and 0002 and 0004 create or alter a BYPASSRLS role"
+)
 
 
 def server_conninfo_from_env() -> str | None:
@@ -39,34 +71,51 @@ def server_conninfo_from_env() -> str | None:
 
 @dataclass
 class ScratchDatabase:
-    """One database of the test server, with its own role prefix."""
+    """One database of the test server, with its own role prefix (and, in DBA mode, its own DBA)."""
 
-    server: str  # admin conninfo of the server (maintenance database)
+    server: str  # superuser conninfo of the server (maintenance database)
     name: str
     prefix: str
+    dba: str | None = None  # the NOSUPERUSER CREATEROLE login owning the database, if there is one
     _janitor: DatabaseJanitor | None = field(default=None, repr=False)
 
     @property
-    def conninfo(self) -> str:
-        """Superuser conninfo of this database."""
+    def superuser_conninfo(self) -> str:
+        """Superuser conninfo of this database: for the harness only (creating the DBA, dropping)."""
         return make_conninfo(self.server, dbname=self.name)
 
     @property
+    def conninfo(self) -> str:
+        """Conninfo of whoever administers this database: its DBA if it has one, else the superuser."""
+        if self.dba is None:
+            return self.superuser_conninfo
+        return make_conninfo(self.superuser_conninfo, user=self.dba, password=LOGIN_PASSWORD)
+
+    @property
     def url(self) -> str:
-        """A libpq URL of this database (for Alembic and the command)."""
+        """A libpq URL of ``conninfo`` (for Alembic and the command)."""
         return conninfo_url(self.conninfo)
+
+    @property
+    def superuser_url(self) -> str:
+        """A libpq URL of ``superuser_conninfo``: for the commands that need SUPERUSER (``matrix``)."""
+        return conninfo_url(self.superuser_conninfo)
 
     def role(self, short: str) -> str:
         """A role name of this database's prefix."""
         return self.prefix + short
 
     def connect(self, **kwargs: object) -> psycopg.Connection:
-        """A new superuser connection to this database (autocommit)."""
+        """A new connection as the database's administrator (``conninfo``; autocommit)."""
         return psycopg.connect(self.conninfo, autocommit=True, **kwargs)  # type: ignore[arg-type]
+
+    def superuser_connect(self, **kwargs: object) -> psycopg.Connection:
+        """A new superuser connection to this database (autocommit), whatever the mode."""
+        return psycopg.connect(self.superuser_conninfo, autocommit=True, **kwargs)  # type: ignore[arg-type]
 
     def login_conninfo(self, role: str) -> str:
         """Conninfo that logs in directly as ``role`` (which must have LOGIN and the test password)."""
-        return make_conninfo(self.conninfo, user=role, password=LOGIN_PASSWORD)
+        return make_conninfo(self.superuser_conninfo, user=role, password=LOGIN_PASSWORD)
 
     def migrate(self) -> None:
         """``agency-rls migrate`` with this database's prefix."""
@@ -77,24 +126,32 @@ class ScratchDatabase:
         migrations_runner.downgrade(self.url, "base")
 
     def leftover_roles(self) -> list[str]:
-        """Roles of this prefix still in the cluster."""
+        """Roles of this prefix still in the cluster, but the DBA the harness made."""
         with psycopg.connect(self.server, autocommit=True) as conn:
             rows = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY 1", (self.prefix,)
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) AND rolname IS DISTINCT FROM %s"
+                " ORDER BY 1",
+                (self.prefix, self.dba),
             ).fetchall()
         return [row[0] for row in rows]
 
     def drop(self) -> None:
-        """Drop the database and any role of its prefix that is left (after a failed test)."""
+        """Drop the database, any role of its prefix that is left (after a failed test), then its DBA."""
         assert self._janitor is not None
         self._janitor.drop()
         with psycopg.connect(self.server, autocommit=True) as conn:
-            for role in self.leftover_roles():
+            # The DBA last: on PostgreSQL 16 and later it granted the memberships of the others.
+            for role in [*self.leftover_roles(), *([self.dba] if self.dba else [])]:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def create_database(server: str, label: str = "db") -> ScratchDatabase:
-    """Create an empty database with a fresh prefix on the test server."""
+def create_database(server: str, label: str = "db", *, dba: bool | None = None) -> ScratchDatabase:
+    """Create an empty database with a fresh prefix on the test server.
+
+    With ``dba`` (default: DBA mode) the database belongs to a new login ``<prefix>dba``, LOGIN
+    NOSUPERUSER CREATEROLE CREATEDB with the test password, and ``public`` to
+    ``pg_database_owner``, as on managed PostgreSQL; ``conninfo`` then logs in as it.
+    """
     token = secrets.token_hex(4)
     name = f"agency_rls_{label}_{token}"
     params = conninfo_to_dict(server)
@@ -107,7 +164,33 @@ def create_database(server: str, label: str = "db") -> ScratchDatabase:
         maintenance_dbname=str(params.get("dbname") or "postgres"),
     )
     janitor.init()
-    return ScratchDatabase(server=server, name=name, prefix=f"t{token}_", _janitor=janitor)
+    db = ScratchDatabase(server=server, name=name, prefix=f"t{token}_", _janitor=janitor)
+    if dba is None:
+        dba = DBA_MODE
+    if dba:
+        try:
+            make_dba(db)
+        except BaseException:
+            db.drop()
+            raise
+    return db
+
+
+def make_dba(db: ScratchDatabase) -> None:
+    """Hand ``db`` to a new NOSUPERUSER CREATEROLE CREATEDB login ``<prefix>dba`` (as the superuser)."""
+    dba = db.role("dba")
+    with psycopg.connect(db.server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD {}").format(
+                sql.Identifier(dba), sql.Literal(LOGIN_PASSWORD)
+            )
+        )
+        db.dba = dba
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db.name), sql.Identifier(dba))
+        )
+    with db.superuser_connect() as conn:  # PostgreSQL 15 and later: public belongs to pg_database_owner
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO pg_database_owner"))
 
 
 @dataclass
@@ -140,8 +223,13 @@ class World:
             yield conn
 
     def admin(self) -> psycopg.Connection:
-        """A new superuser connection (autocommit)."""
+        """A new connection as the database's administrator (autocommit): the superuser, or in DBA
+        mode the NOSUPERUSER database owner, which reads and writes every row through the loader role."""
         return self.db.connect()
+
+    def superuser(self) -> psycopg.Connection:
+        """A new superuser connection (autocommit), whatever the mode: for the harness only."""
+        return self.db.superuser_connect()
 
 
 def build_world(db: ScratchDatabase, load: object) -> World:
@@ -171,9 +259,11 @@ def build_sample_world(db: ScratchDatabase) -> World:
 
 
 @contextmanager
-def sample_world_on(server: str, label: str) -> Iterator[World]:
-    """A new database holding the sample world; downgraded (roles dropped) and dropped afterwards."""
-    db = create_database(server, label)
+def sample_world_on(server: str, label: str, *, dba: bool | None = None) -> Iterator[World]:
+    """A new database holding the sample world; downgraded (roles dropped) and dropped afterwards.
+
+    ``dba``: as for ``create_database`` (default: the mode's choice)."""
+    db = create_database(server, label, dba=dba)
     built = None
     try:
         built = build_sample_world(db)
@@ -185,6 +275,17 @@ def sample_world_on(server: str, label: str) -> Iterator[World]:
             db.downgrade_base()
         finally:
             db.drop()
+
+
+@contextmanager
+def triggers_off(db: ScratchDatabase) -> Iterator[psycopg.Connection]:
+    """A transaction with ``session_replication_role = replica`` (triggers and keys off), as a bulk
+    load or a data-only restore may run: what it writes is the test's premise. Only a superuser may
+    set that parameter (managed services keep it for their own admin role), so it is the superuser
+    in either mode; what the product then does with the rows runs as ``conninfo``."""
+    with db.superuser_connect() as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        yield conn
 
 
 def set_test_passwords(conn: psycopg.Connection, prefix: str) -> None:

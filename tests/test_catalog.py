@@ -105,6 +105,16 @@ def test_policies_name_roles_and_never_admit_everything(admin: psycopg.Connectio
             )
             helper_tables.add(table)
             continue
+        if policy == "scope_copies_refresh":  # its triggers rewrite the copied handler links
+            assert table in ("contract", "customer"), table
+            assert (policy_roles, qual, check, permissive, cmd) == (
+                [roles.helper],
+                "true",
+                "true",
+                "PERMISSIVE",
+                "UPDATE",
+            )
+            continue
         assert set(policy_roles) <= set(roles.groups()), policy
         assert qual.strip("() ").lower() != "true" and check.strip("() ").lower() != "true", policy
     # Exactly the tables the scope functions read (SELECT granted to the helper), no more.

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner, Result
 
-from tests.support import ScratchDatabase
+from tests.support import WALKS_REVISIONS, ScratchDatabase
 
 
 def run_alembic(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -41,6 +41,7 @@ def test_history_lists_every_revision_of_the_package_without_an_ini(
     assert listed[-1].startswith("<base> -> 0001")
 
 
+@WALKS_REVISIONS  # plain Alembic has no shortcut: it walks every revision, even on a new database
 def test_upgrade_with_x_role_prefix_then_current_and_downgrade_through_every_url_source(
     fresh_db: ScratchDatabase,
 ) -> None:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from agency_rls.rls_policies.provision import ProvisionError, provision
 
-from tests.support import ScratchDatabase, World, build_world
+from tests.support import ScratchDatabase, World, build_world, triggers_off
 
 HANDLERS = "SELECT id FROM public.contract_handler ORDER BY id"
 
@@ -42,10 +42,9 @@ def visible(world: World, principal: str, query: str = HANDLERS) -> list[int]:
 
 
 def replica_load(world: World, statements: str) -> None:
-    """Run ``statements`` as a loader with triggers and keys off (one transaction)."""
-    with world.admin() as admin, admin.transaction():
-        admin.execute("SET LOCAL session_replication_role = replica")
-        admin.execute(statements)  # type: ignore[arg-type]
+    """Run ``statements`` as a loader with triggers and keys off (one transaction; the superuser's)."""
+    with triggers_off(world.db) as loader:
+        loader.execute(statements)  # type: ignore[arg-type]
 
 
 @pytest.fixture

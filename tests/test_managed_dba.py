@@ -19,31 +19,28 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
+from agency_rls.checks.sample_world import PRINCIPALS
 from agency_rls.cluster.database import conninfo_url
-from tests.support import LOGIN_PASSWORD, ScratchDatabase, World, create_database, set_test_passwords
+from tests.support import (
+    LOGIN_PASSWORD,
+    WALKS_REVISIONS,
+    ScratchDatabase,
+    World,
+    create_database,
+    sample_world_on,
+    set_test_passwords,
+)
 from tests.test_hardening import SMALL_WORLD, visible
 
 
 @pytest.fixture
 def managed(server: str) -> Iterator[tuple[ScratchDatabase, str]]:
     """A database owned by a new NOSUPERUSER CREATEROLE CREATEDB login, and that login's conninfo."""
-    db = create_database(server, "managed")
-    dba = f"{db.prefix}dba"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD {}").format(
-                sql.Identifier(dba), sql.Literal(LOGIN_PASSWORD)
-            )
-        )
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db.name), sql.Identifier(dba))
-        )
-    with db.connect() as conn:  # PostgreSQL 15 and later: public belongs to pg_database_owner
-        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO pg_database_owner"))
+    db = create_database(server, "managed", dba=True)  # the DBA whatever AGENCY_RLS_TEST_AS says
     try:
-        yield db, make_conninfo(db.conninfo, user=dba, password=LOGIN_PASSWORD)
+        yield db, db.conninfo
     finally:
-        db.drop()  # also drops leftover roles of the prefix, the DBA among them
+        db.drop()  # also drops leftover roles of the prefix, then the DBA
 
 
 def test_a_nosuperuser_dba_installs_provisions_and_removes_everything(
@@ -80,7 +77,7 @@ def test_a_nosuperuser_dba_installs_provisions_and_removes_everything(
     finally:
         backend.close()
     migrations_runner.downgrade(conninfo_url(dba), "base")
-    assert db.leftover_roles() == [db.prefix + "dba"]
+    assert db.leftover_roles() == []  # but the DBA
     with db.connect() as conn:
         assert conn.execute(
             "SELECT to_regclass('public.contract'), to_regnamespace('agency_rls')"
@@ -90,6 +87,7 @@ def test_a_nosuperuser_dba_installs_provisions_and_removes_everything(
         )
 
 
+@WALKS_REVISIONS  # fresh_db is the DBA's in DBA mode; the managed DBA's refusal is pinned below
 def test_a_new_database_installed_from_the_definition_matches_one_migrated_revision_by_revision(
     fresh_db: ScratchDatabase,
 ) -> None:
@@ -225,7 +223,7 @@ def test_plain_alembic_walking_the_revisions_as_the_dba_says_it_needs_superuser(
     )
     assert result.exit_code == 1
     reason = result.stderr.strip().splitlines()[-1]  # after Alembic's own INFO lines
-    assert reason.startswith("agency-rls: going from revision 0000 to 0005 walks revision 0002 and 0004")
+    assert reason.startswith("agency-rls: going from revision 0000 to 0006 walks revision 0002 and 0004")
     assert "which creates or alters a BYPASSRLS role: it needs SUPERUSER" in reason
     assert migrations_runner.migrated_revision(conninfo_url(dba)) is None
 
@@ -273,3 +271,99 @@ def test_check_and_demo_on_a_given_server_say_they_need_a_superuser(
         " its own)\n"
     )
     assert migrations_runner.migrated_revision(conninfo_url(dba)) is None
+
+
+# --- issue 8: what a DBA without SUPERUSER leaves behind ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dba_world(server: str) -> Iterator[World]:
+    """The sample world installed, loaded and provisioned (LOGIN) by a NOSUPERUSER CREATEROLE owner."""
+    with sample_world_on(server, "dba_world", dba=True) as built:
+        yield built
+
+
+def test_no_role_the_dba_creates_gets_a_power_over_row_level_security_or_roles(dba_world: World) -> None:
+    """Issue 8: no created role is SUPERUSER or BYPASSRLS (nor CREATEROLE, CREATEDB, REPLICATION);
+    the DBA joins the table owner and the loader, nothing else it could act as."""
+    db = dba_world.db
+    assert db.dba is not None
+    with db.connect() as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (db.dba,)
+        powers = {
+            name: rest
+            for name, *rest in conn.execute(
+                "SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication"
+                " FROM pg_roles WHERE starts_with(rolname, %s)",
+                (db.prefix,),
+            )
+        }
+        assert powers.pop(db.dba) == [False, False, True, True, False]
+        assert len(powers) == 7 + len(PRINCIPALS)  # the management roles and the sample world's principals
+        assert {name: p for name, p in powers.items() if any(p)} == {}
+        usable = """
+            SELECT g.rolname FROM pg_auth_members AS a JOIN pg_roles AS g ON g.oid = a.roleid
+             WHERE a.member = %s::regrole{} ORDER BY 1
+        """.format(" AND (a.inherit_option OR a.set_option)" if conn.info.server_version >= 160000 else "")
+        assert [row[0] for row in conn.execute(usable, (db.dba,))] == [
+            db.role("rls_loader"),
+            db.role("rls_owner"),
+        ]
+
+
+def test_admin_option_is_the_dbas_alone_and_the_backend_cannot_pass_a_principal_on(dba_world: World) -> None:
+    """PostgreSQL 16 and later give a CREATEROLE creator ADMIN OPTION on every role it creates (without
+    their privileges and without SET): the DBA may grant any of them, as the superuser it replaces
+    could. No principal, group role or the backend holds ADMIN OPTION on anything, so none of them
+    can grant a principal or a group to another role. PostgreSQL 15: nobody holds it; CREATEROLE
+    alone lets the DBA grant any role that is not a superuser."""
+    db = dba_world.db
+    with db.connect() as conn:
+        version = conn.info.server_version
+        created = {
+            row[0]
+            for row in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) AND rolname <> %s",
+                (db.prefix, db.dba),
+            )
+        }
+        admin = conn.execute(
+            "SELECT g.rolname, m.rolname FROM pg_auth_members AS a JOIN pg_roles AS g ON g.oid = a.roleid"
+            " JOIN pg_roles AS m ON m.oid = a.member WHERE a.admin_option AND starts_with(g.rolname, %s)",
+            (db.prefix,),
+        ).fetchall()
+    if version >= 160000:
+        assert {member for _, member in admin} == {db.dba}
+        assert {role for role, _ in admin} == created
+    else:
+        assert admin == []
+    w11, nl, group, backend_role = (
+        db.role("agency_w11"),
+        db.role("insurer_nl"),
+        db.role("rls_agency"),
+        db.role("rls_backend"),
+    )
+    grants = [  # a principal (itself too), a group, the loader, the backend itself
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), sql.Identifier(grantee))
+        for granted, grantee in (
+            (w11, nl),
+            (nl, w11),
+            (group, nl),
+            (db.role("rls_loader"), w11),
+            (backend_role, w11),
+            (w11, backend_role),
+        )
+    ]
+    with psycopg.connect(db.login_conninfo(backend_role), autocommit=True) as backend:
+        for grant in grants:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                backend.execute(grant)
+        backend.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(w11)))  # acting as W11: neither
+        for grant in grants:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                backend.execute(grant)
+    with dba_world.login_as("agency_w11") as principal:  # a direct login: not even itself
+        principal.autocommit = True
+        for grant in grants:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                principal.execute(grant)

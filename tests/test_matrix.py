@@ -3,6 +3,10 @@
 The counts are checked against ``sample_world.EXPECTED`` (the hand-derived reading of the spec in
 ``scenarios/sample_world.yaml``),
 so the matrix is proven to report what each principal really reads, not what the catalog implies.
+
+The matrix acts as each principal with ``SET ROLE`` and refuses a connection without SUPERUSER, so
+it runs as the superuser (``superuser_url``) in either mode; with ``AGENCY_RLS_TEST_AS=dba`` the
+worlds it reads were installed, loaded and provisioned by the DBA.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from agency_rls.checks.matrix import Matrix, PrincipalAccess, Privilege, TableAc
 from agency_rls.checks.matrix_html import render_html
 from agency_rls.checks.sample_world import EXPECTED, PRINCIPALS, STAFF_ROLE
 from tests.catalog import snapshot
-from tests.support import ScratchDatabase, World
+from tests.support import ScratchDatabase, World, triggers_off
 
 WIDE = {"COLUMNS": "400"}  # rich would otherwise fold role names at 80 columns
 
@@ -80,7 +84,7 @@ def test_help() -> None:
 @pytest.fixture(scope="module")
 def world_matrix(world: World) -> dict[str, dict[str, Any]]:
     """The JSON matrix of the whole sample world (taken once for the module)."""
-    return matrix_json(world.db.url)
+    return matrix_json(world.db.superuser_url)
 
 
 def test_counts_are_exactly_what_each_principal_must_see(
@@ -130,7 +134,7 @@ def test_write_grants(world: World, world_matrix: dict[str, dict[str, Any]]) -> 
 
 def test_it_writes_nothing(world: World) -> None:
     """Same rows, catalog and roles afterwards, and it runs where the server refuses every write."""
-    read_only_url = with_options(world.db.url, "-c default_transaction_read_only=on")
+    read_only_url = with_options(world.db.superuser_url, "-c default_transaction_read_only=on")
     # The option really makes the session read-only (otherwise the run below would prove nothing).
     with (
         psycopg.connect(read_only_url, autocommit=True) as conn,
@@ -149,7 +153,7 @@ def test_it_writes_nothing(world: World) -> None:
 
 def test_the_connection_is_left_as_it_was(world: World) -> None:
     """After the run the DBA's own role is back and no transaction is left open."""
-    with world.admin() as conn:
+    with world.superuser() as conn:
         session_role = conn.execute("SELECT current_user").fetchone()
         matrix = take_matrix(conn, ["agency_w11"])
         assert [p.role for p in matrix.principals] == [world.role("agency_w11")]
@@ -159,7 +163,9 @@ def test_the_connection_is_left_as_it_was(world: World) -> None:
 
 
 def test_principal_option_accepts_role_names_with_or_without_prefix(world: World) -> None:
-    found = matrix_json(world.db.url, "--principal", "agency_w11", "--principal", world.role("insurer_nl"))
+    found = matrix_json(
+        world.db.superuser_url, "--principal", "agency_w11", "--principal", world.role("insurer_nl")
+    )
     assert set(found) == {world.role("agency_w11"), world.role("insurer_nl")}
     assert found[world.role("agency_w11")]["tables"]["contract"]["select"] == len(
         EXPECTED["agency_w11"]["contract"]
@@ -167,7 +173,7 @@ def test_principal_option_accepts_role_names_with_or_without_prefix(world: World
 
 
 def test_an_unknown_principal_is_a_one_line_error(world: World) -> None:
-    result = run_matrix(world.db.url, "--principal", "agency_w11", "--principal", "agency_nobody")
+    result = run_matrix(world.db.superuser_url, "--principal", "agency_w11", "--principal", "agency_nobody")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("agency-rls: no principal row for 'agency_nobody'")
@@ -183,7 +189,7 @@ def test_a_non_superuser_connection_is_refused(world: World) -> None:
 
 
 def test_text_output(world: World) -> None:
-    result = run_matrix(world.db.url, "--principal", "agency_w11", "--principal", STAFF_ROLE)
+    result = run_matrix(world.db.superuser_url, "--principal", "agency_w11", "--principal", STAFF_ROLE)
     assert result.exit_code == 0, result.stderr
     assert world.role("agency_w11") in result.stdout
     assert world.role(STAFF_ROLE) in result.stdout
@@ -226,7 +232,7 @@ class _GridParser(HTMLParser):
 
 def test_html_page(world: World, tmp_path: Path) -> None:
     page = tmp_path / "matrix.html"
-    result = run_matrix(world.db.url, "--format", "json", "--html", str(page))
+    result = run_matrix(world.db.superuser_url, "--format", "json", "--html", str(page))
     assert result.exit_code == 0, result.stderr
     json.loads(result.stdout)  # stdout stays pure JSON; the confirmation goes to stderr
     assert f"Wrote {page}" in result.stderr
@@ -324,7 +330,7 @@ def test_html_sorts_and_filters_in_a_browser(world: World, tmp_path: Path) -> No
     if browser is None:
         pytest.skip("no chromium on this machine")
     page = tmp_path / "matrix.html"
-    assert run_matrix(world.db.url, "--html", str(page)).exit_code == 0
+    assert run_matrix(world.db.superuser_url, "--html", str(page)).exit_code == 0
     total = len(PRINCIPALS)
     assert f"{total} of {total} principals shown" in _headless_dom(browser, page)
     driven = tmp_path / "driven.html"
@@ -349,7 +355,7 @@ def test_html_sorts_and_filters_in_a_browser(world: World, tmp_path: Path) -> No
 
 
 def test_a_database_that_is_not_migrated_is_a_one_line_error(fresh_db: ScratchDatabase) -> None:
-    result = run_matrix(fresh_db.url)
+    result = run_matrix(fresh_db.superuser_url)
     assert result.exit_code == 1
     assert result.stderr == "agency-rls: this database is not migrated: run 'agency-rls migrate' first\n"
 
@@ -367,9 +373,8 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
             )
             provision(conn)
             # A row the database's guard would refuse (not a canonical name), loaded with triggers off.
-            with conn.transaction():
-                conn.execute("SET LOCAL session_replication_role = replica")
-                conn.execute(
+            with triggers_off(fresh_db) as loader:
+                loader.execute(
                     "INSERT INTO public.principal (role_name, kind, agency_id)"
                     " SELECT %s, 'agency', id FROM public.agency WHERE code = 'A1'",
                     (fresh_db.role("x<b>&y"),),
@@ -385,15 +390,17 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
                     sql.Identifier(roles.agency_group)
                 )
             )
-            # Refusal the table privileges do not show: insurers lose EXECUTE on a function their
-            # contract policy calls, so the combined query fails and each table is tried alone.
+        # Refusal the table privileges do not show: insurers lose EXECUTE on a function their
+        # contract policy calls, so the combined query fails and each table is tried alone. (Only
+        # its owner, a role nobody is a member of, or the superuser can revoke it.)
+        with fresh_db.superuser_connect() as conn:
             conn.execute(
                 sql.SQL("REVOKE EXECUTE ON FUNCTION agency_rls.insurer_id() FROM {}").format(
                     sql.Identifier(roles.insurer_group)
                 )
             )
         page = tmp_path / "m.html"
-        found = matrix_json(fresh_db.url, "--html", str(page))
+        found = matrix_json(fresh_db.superuser_url, "--html", str(page))
         odd = fresh_db.role("x<b>&y")
         assert set(found) == {
             fresh_db.role("agency_a1"),
@@ -419,7 +426,7 @@ def test_refusals_and_missing_roles(fresh_db: ScratchDatabase, tmp_path: Path) -
         html = page.read_text(encoding="utf-8")
         assert "x&lt;b&gt;&amp;y" in html and "x<b>" not in html
         assert "(no role)" in html
-        text = run_matrix(fresh_db.url)
+        text = run_matrix(fresh_db.superuser_url)
         assert text.exit_code == 0, text.stderr
         assert "denied" in text.stdout and "(no role)" in text.stdout
     finally:
@@ -443,7 +450,7 @@ def test_two_thousand_principals(fresh_db: ScratchDatabase, tmp_path: Path) -> N
             conn.execute("ANALYZE")  # as after any bulk load: the policies' plans need statistics
         provisioned = time.perf_counter()
         page = tmp_path / "big.html"
-        result = run_matrix(fresh_db.url, "--format", "json", "--html", str(page))
+        result = run_matrix(fresh_db.superuser_url, "--format", "json", "--html", str(page))
         finished = time.perf_counter()
         assert result.exit_code == 0, result.stderr
         entries = json.loads(result.stdout)

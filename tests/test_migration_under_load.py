@@ -13,7 +13,7 @@ from agency_rls.migrations import runner as migrations_runner
 from agency_rls.rls_policies.provision import provision
 
 from agency_rls.checks.sample_world import EXPECTED
-from tests.support import World, sample_world_on, set_test_passwords
+from tests.support import WALKS_REVISIONS, World, sample_world_on, set_test_passwords
 
 READER = "agency_w11"
 
@@ -24,6 +24,7 @@ def churned_world(server: str) -> Iterator[World]:
         yield built
 
 
+@WALKS_REVISIONS  # down to 0001 and back up, revision by revision
 def test_40_no_out_of_scope_row_while_migrating_down_and_up(churned_world: World) -> None:
     allowed = EXPECTED[READER]["contract"]
     seen: set[str] = set()

@@ -175,8 +175,10 @@ def _entrustments_never_end(world: World) -> World:
 def planted(server: str, request: pytest.FixtureRequest) -> Iterator[Differential]:
     plant: Callable[[psycopg.Connection[Any], str], None] = request.param
     with differential_database(server, "planted") as (differential, db):
-        with differential.admin.transaction():
-            plant(differential.admin, db.prefix)
+        # Planted as the superuser in either mode: rewriting the scope functions needs their owner's
+        # privileges, which no DBA has; loading and provisioning the worlds stay the DBA's.
+        with db.superuser_connect() as planter, planter.transaction():
+            plant(planter, db.prefix)
         yield differential
 
 
@@ -232,7 +234,8 @@ def find_disagreement(differential: Differential) -> tuple[World, list[Mismatch]
 def test_fuzzer_finds_working_agency_seeing_supervisor_contracts(planted: Differential) -> None:
     _, mismatches = find_disagreement(planted)
     assert mismatches
-    assert {m.table for m in mismatches} == {"contract"}
+    # Handler rows and notices ask the contract policy per row, so the planted widening reaches them too.
+    assert "contract" in {m.table for m in mismatches} <= {"contract", "contract_handler", "notice"}
     assert all(m.database_only and not m.model_only for m in mismatches)
 
 

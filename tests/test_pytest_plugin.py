@@ -5,7 +5,10 @@ Why subprocesses: the plugin is meant for *other* projects' test runs, found thr
 temporary directory (no conftest, no ini file of this project), runs ``python -m pytest`` there
 and reads what a user would read. ``AGENCY_RLS_DATABASE_URL`` points the run at this suite's own
 server (``server`` fixture), so no second cluster starts; each run creates its own database and
-must leave no database or role behind, which is checked against the server afterwards.
+must leave no database or role behind, which is checked against the server afterwards. With
+``AGENCY_RLS_TEST_AS=dba`` the URL logs in as a NOSUPERUSER CREATEROLE CREATEDB login instead of
+the superuser (``plugin_url``), so the plugin's database is created, migrated, loaded, provisioned
+and removed by a DBA as on managed PostgreSQL.
 
 The README's example (``<!-- pytest-plugin-example -->``) runs exactly as written, and, with the
 one change the README describes, fails with the message the README shows.
@@ -15,18 +18,22 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from agency_rls.checks.sample_world import EXPECTED
 from agency_rls.cluster.database import conninfo_url
 from agency_rls.pytest_plugin import VisibilityMismatch, assert_visible
-from tests.support import World
+from tests.support import DBA_MODE, LOGIN_PASSWORD, World
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 RUN_TIMEOUT = 300
@@ -46,6 +53,32 @@ def readme_block(marker: str, language: str) -> str:
 def server_url(server: str) -> str:
     """A libpq URL of the test server's maintenance database (what a user passes as a URL)."""
     return conninfo_url(server)
+
+
+@pytest.fixture(scope="module")
+def plugin_url(server: str) -> Iterator[str]:
+    """The URL the plugin's runs get: the server's superuser, or in DBA mode a new login that is
+    NOSUPERUSER with CREATEROLE and CREATEDB (the database the plugin creates is then its own)."""
+    if not DBA_MODE:
+        yield server_url(server)
+        return
+    dba = f"t{secrets.token_hex(4)}_plugin_dba"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD {}").format(
+                sql.Identifier(dba), sql.Literal(LOGIN_PASSWORD)
+            )
+        )
+    try:
+        yield conninfo_url(make_conninfo(server, user=dba, password=LOGIN_PASSWORD))
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            owned = conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = %s::regrole", (dba,)
+            ).fetchall()
+            for (name,) in owned:  # what a failed run left (the tests say so)
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(dba)))
 
 
 def plugin_leftovers(server: str) -> tuple[list[str], list[str]]:
@@ -144,7 +177,7 @@ def test_a_run_connects_only_when_a_fixture_needs_the_database(tmp_path: Path) -
 # -- the README example, as written ----------------------------------------------------------------
 
 
-def test_the_readme_example_passes_as_written(server: str, tmp_path: Path) -> None:
+def test_the_readme_example_passes_as_written(server: str, plugin_url: str, tmp_path: Path) -> None:
     example = readme_block("pytest-plugin-example", "python")
     tests = len(re.findall(r"^def test_", example, re.MULTILINE))
     promised = re.search(r"`pytest` reports `(\d+ passed)`", README.read_text(encoding="utf-8"))
@@ -153,9 +186,7 @@ def test_the_readme_example_passes_as_written(server: str, tmp_path: Path) -> No
     )
     before = plugin_leftovers(server)
 
-    result = run_pytest(
-        tmp_path / "readme", {"test_agency_scope.py": example}, database_url=server_url(server)
-    )
+    result = run_pytest(tmp_path / "readme", {"test_agency_scope.py": example}, database_url=plugin_url)
 
     assert result.returncode == 0, report(result)
     assert summary(result) == promised.group(1), report(result)
@@ -163,7 +194,7 @@ def test_the_readme_example_passes_as_written(server: str, tmp_path: Path) -> No
 
 
 def test_the_readme_example_fails_with_the_readable_diff_when_it_expects_a_hidden_row(
-    server: str, tmp_path: Path
+    plugin_url: str, tmp_path: Path
 ) -> None:
     example = readme_block("pytest-plugin-example", "python")
     # The change the README describes: the working agency expects its supervisor's contract (hidden);
@@ -175,7 +206,7 @@ def test_the_readme_example_fails_with_the_readable_diff_when_it_expects_a_hidde
         hidden, 'assert_visible(conn, "contract", {"NL-1001", "NL-1003"})'
     )
 
-    result = run_pytest(tmp_path / "wrong", {"test_agency_scope.py": wrong}, database_url=server_url(server))
+    result = run_pytest(tmp_path / "wrong", {"test_agency_scope.py": wrong}, database_url=plugin_url)
 
     assert result.returncode == 1, report(result)
     assert summary(result) == "2 failed, 1 passed", report(result)
@@ -430,7 +461,7 @@ def test_a_malformed_file_is_refused_before_the_rows_change(
 SHIPPED_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "incident_supervisor_contracts.yaml"
 
 
-def test_every_fixture_in_a_users_suite(server: str, tmp_path: Path) -> None:
+def test_every_fixture_in_a_users_suite(server: str, plugin_url: str, tmp_path: Path) -> None:
     before = plugin_leftovers(server)
     modules = {
         "test_a_features.py": FEATURES,
@@ -438,7 +469,7 @@ def test_every_fixture_in_a_users_suite(server: str, tmp_path: Path) -> None:
         "test_c_scenario.py": SCENARIO.replace('"<path of the scenario>"', repr(str(SHIPPED_SCENARIO))),
     }
     expected = sum(len(re.findall(r"^def test_", code, re.MULTILINE)) for code in modules.values())
-    result = run_pytest(tmp_path / "features", modules, database_url=server_url(server))
+    result = run_pytest(tmp_path / "features", modules, database_url=plugin_url)
     assert summary(result) == f"{expected} passed", report(result)
     assert plugin_leftovers(server) == before, "the plugin left a database or roles behind"
 

@@ -16,11 +16,12 @@ Measured on PostgreSQL 15 (the small world, analyzed):
   answers "does this hidden key exist, and how many rows carry it": customer ids (any customer),
   handler rows per contract id (any insurer's contract), and policy numbers of the insurers that
   entrust the principal (the entrustment guard joins the index condition, so other insurers' policy
-  numbers stay hidden); ranges make it a bisection that recovers those policy numbers. Where the
-  policy itself is the index condition (``id = ANY (…)``: contract, notice, agency and entrustment by
-  id) the plan for a hidden key and for a missing one are the same. PostgreSQL 18 puts the
-  ``contract_handler`` policy's ``contract_id = ANY (…)`` into the index condition too, so there
-  handler rows per contract id are counted on 15 only (pinned per major);
+  numbers stay hidden); ranges make it a bisection that recovers those policy numbers. Since
+  revision 0006 the same holds for contract and notice ids (their policies are per-row checks of
+  the row's own handler links, no longer an index condition over the caller's materialised scope,
+  which cost the largest agency half a second per statement). Where the policy itself is the
+  index condition (``id = ANY (…)``: agency and entrustment by id) the plan for a hidden key and
+  for a missing one are the same;
 - planner estimates: ``pg_class.reltuples`` is the exact row count after ANALYZE; EXPLAIN row
   estimates move with hidden rows; ``pg_stats`` shows nothing of a protected table;
 - ``pg_stat_user_tables`` / ``pg_statio_user_tables``: live row counts, and what others read;
@@ -76,9 +77,12 @@ def explain(conn: psycopg.Connection[Any], query: sql.Composable | str) -> list[
 
 
 def removed(plan: list[str]) -> int:
-    """The "Rows Removed by Filter" of a one-table plan (0 when the line is absent)."""
-    found = [int(m.group(1)) for line in plan for m in [REMOVED.search(line)] if m]
-    assert len(found) <= 1, plan
+    """The "Rows Removed by Filter" of the scan at the top of a one-table plan (0 when absent).
+
+    The per-row checks of a policy (its SubPlans) print their own counts further down; the scanned
+    table's line comes first, before any InitPlan or SubPlan."""
+    own = [line for line in plan[1:] if line.startswith("  ") and not line.startswith("   ")]
+    found = [int(m.group(1)) for line in own for m in [REMOVED.search(line)] if m]
     return found[0] if found else 0
 
 
@@ -98,6 +102,11 @@ def one(conn: psycopg.Connection[Any], query: sql.Composable | str, params: Any 
 
 def table(name: str) -> sql.Composed:
     return sql.SQL("{}").format(sql.Identifier("public", name))
+
+
+def key(name: str) -> sql.Composable:
+    """What a probe selects: every column, but the customer columns principals may select."""
+    return sql.SQL("id, full_name") if name == "customer" else sql.SQL("*")
 
 
 def protected_tables(superuser: psycopg.Connection[Any]) -> list[str]:
@@ -171,8 +180,13 @@ def test_residual_channel_explain_analyze_counts_every_row(
             total = one(superuser, sql.SQL("SELECT count(*) FROM {}").format(table(name)))
             visible = one(forced, sql.SQL("SELECT count(*) FROM {}").format(table(name)))
             for mode, conn in (("default plan", default), ("seqscan forced", forced)):
-                plan = explain(conn, sql.SQL("SELECT * FROM {}").format(table(name)))
+                plan = explain(conn, sql.SQL("SELECT {} FROM {}").format(key(name), table(name)))
                 node = plan[0].split(" on ")[0].split(" (")[0]
+                if mode == "default plan" and name in readable and node != "Seq Scan":
+                    # An index on the policy's own condition (the copied handler links, an
+                    # addressee) fetches only candidate rows: what it removes is not the table.
+                    assert returned(plan) == visible, plan
+                    continue
                 counted[name, mode] = (node, returned(plan), returned(plan) + removed(plan))
                 if name in readable:
                     expected[name, mode] = ("Seq Scan", visible, total)
@@ -188,8 +202,8 @@ def probe_plans(
     """{value: (Rows Removed by Filter, plan text with the value blanked)} for ``column = value``."""
     found = {}
     for value in values:
-        query = sql.SQL("SELECT * FROM {} WHERE {} = {}").format(
-            table(name), sql.Identifier(column), sql.Literal(value)
+        query = sql.SQL("SELECT {} FROM {} WHERE {} = {}").format(
+            key(name), table(name), sql.Identifier(column), sql.Literal(value)
         )
         plan = explain(conn, query)
         assert plan[0].startswith("Index Scan using"), plan
@@ -199,15 +213,15 @@ def probe_plans(
 
 
 #: (table, column probed, absent value, does the channel reach hidden rows of this column?)
-#: contract_handler.contract_id is open on PostgreSQL 15 only: measured on 18, the planner puts the
-#: policy's ``contract_id = ANY (…)`` into the index condition beside the probe (``Index Searches: 0``
-#: for a hidden contract, the same plan as a missing one), so no hidden handler row is counted.
 KEY_PROBES = [
     ("customer", "id", 999_999_999, True),
     ("contract_handler", "contract_id", 999_999_999, True),
     ("contract", "policy_number", "ZZ-0000", True),  # only the insurers that entrust the principal
-    ("contract", "id", 999_999_999, False),
-    ("notice", "id", 999_999_999, False),
+    # Open since revision 0006: the policy is a per-row check on the row's own handler links, not
+    # an index condition over the caller's materialised scope (which cost 0.5 s per statement for
+    # the largest agency), so a key probe fetches a hidden row and the filter counts it.
+    ("contract", "id", 999_999_999, True),
+    ("notice", "id", 999_999_999, True),
     ("agency", "id", 999_999_999, False),
     ("entrustment", "id", 999_999_999, False),
 ]
@@ -226,8 +240,6 @@ def test_residual_channel_explain_analyze_hidden_key_existence(
     open_: bool,
 ) -> None:
     """Index scan on the principal's own condition, policy as filter: hidden keys counted one by one."""
-    if (name, column) == ("contract_handler", "contract_id"):
-        open_ = int(one(superuser, "SHOW server_version_num")) < 180000  # see KEY_PROBES
     values = [
         row[0]
         for row in superuser.execute(
@@ -342,7 +354,11 @@ def test_residual_channel_planner_estimates(
     s3 = one(superuser, "SELECT id FROM public.agency WHERE code = 'S3'")
 
     def estimate(conn: psycopg.Connection[Any]) -> int:
-        plan = one(conn, "EXPLAIN (FORMAT JSON) SELECT * FROM public.customer")
+        """The row estimate of W11's customer read (a prospect's registering agency, hidden)."""
+        plan = one(
+            conn,
+            "EXPLAIN (FORMAT JSON) SELECT id, full_name FROM public.customer WHERE registered_by_agency_id IS NOT NULL OR full_name <> ''",
+        )
         return int(plan[0]["Plan"]["Plan Rows"])
 
     with logged_in(world, "agency_w11") as conn:
@@ -351,8 +367,10 @@ def test_residual_channel_planner_estimates(
             truth = superuser.execute(query).fetchone()
             assert conn.execute(query).fetchone() == truth
             assert truth[1] == one(superuser, sql.SQL("SELECT count(*) FROM {}").format(table(name))), name
-        # pg_stats (and pg_stats_ext) hide protected tables: closed.
-        assert one(superuser, "SELECT count(*) FROM pg_stats WHERE tablename = 'customer'") > 0
+        # pg_stats (and pg_stats_ext) hide protected tables: closed. (They exist: the harness looks
+        # as the superuser, since they are hidden from a DBA without SUPERUSER too.)
+        with world.superuser() as inspector:
+            assert one(inspector, "SELECT count(*) FROM pg_stats WHERE tablename = 'customer'") > 0
         assert (
             one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename <> 'insurer'")
             == 0
@@ -361,20 +379,20 @@ def test_residual_channel_planner_estimates(
         visible = one(conn, "SELECT count(*) FROM public.customer")
         total = one(superuser, "SELECT count(*) FROM public.customer")
         before = estimate(conn)
-        assert visible < before < total, "coarse: neither what W11 sees nor the whole table"
+        assert before < total, "coarse: not the whole table"
         try:
             superuser.execute(
                 "INSERT INTO public.customer (full_name, registered_by_agency_id)"
-                " SELECT 'Residual Probe ' || g, %s FROM generate_series(1, 40) AS g",
+                " SELECT 'Residual Probe ' || g, %s FROM generate_series(1, 4000) AS g",
                 (s3,),
             )
             superuser.execute("ANALYZE public.customer")
             assert one(conn, "SELECT count(*) FROM public.customer") == visible
             assert (
                 one(conn, "SELECT reltuples::bigint FROM pg_class WHERE oid = 'public.customer'::regclass")
-                == total + 40
+                == total + 4000
             )
-            assert estimate(conn) > before, "40 hidden customers move W11's estimate"
+            assert estimate(conn) > before, "4,000 hidden customers move W11's estimate"
         finally:
             superuser.execute("DELETE FROM public.customer WHERE full_name LIKE %s", (prospects,))
             superuser.execute("ANALYZE public.customer")
@@ -470,8 +488,9 @@ def test_residual_channel_covert_large_object(world: World, superuser: psycopg.C
             assert owner == world.role("agency_w11")
             assert one(w12, "SELECT lo_get(%s)", (oid,)) == message
     finally:
-        if oid is not None:
-            superuser.execute("SELECT lo_unlink(%s)", (oid,))
+        if oid is not None:  # only its owner (or a superuser) may unlink it
+            with world.superuser() as cleaner:
+                cleaner.execute("SELECT lo_unlink(%s)", (oid,))
 
 
 def test_residual_channel_covert_role_settings(world: World, superuser: psycopg.Connection[Any]) -> None:
@@ -529,12 +548,13 @@ def test_residual_channel_covert_default_privileges_and_group_role(
         assert added == sorted([(w11, "r"), *([(group, "r")] if can_set else [])])
         assert version >= 160000 or can_set, "PostgreSQL 15: a member can always SET ROLE"
     finally:
-        for role in (w11, group):
-            superuser.execute(
-                sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE SELECT ON TABLES FROM PUBLIC").format(
-                    sql.Identifier(role)
+        with world.superuser() as cleaner:  # FOR ROLE needs its privileges (or SUPERUSER)
+            for role in (w11, group):
+                cleaner.execute(
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES FOR ROLE {} REVOKE SELECT ON TABLES FROM PUBLIC"
+                    ).format(sql.Identifier(role))
                 )
-            )
 
 
 # -- through the backend ------------------------------------------------------------------------------
@@ -555,7 +575,7 @@ def test_residual_channel_through_the_backend_is_the_same_sql(
         with pool.acting_as(agency="W11") as conn:
             for setting in SEQSCAN:
                 conn.execute(setting.replace("SET ", "SET LOCAL "))
-            plan = explain(conn, "SELECT * FROM public.customer")
+            plan = explain(conn, "SELECT id, full_name FROM public.customer")
             assert returned(plan) + removed(plan) == total
             assert one(conn, live) == one(superuser, live)
             mine = {row[0] for row in conn.execute("SELECT id FROM public.customer")}
@@ -564,7 +584,10 @@ def test_residual_channel_through_the_backend_is_the_same_sql(
             conn.execute("SET enable_seqscan = off")  # session-level: the check-in resets it
             conn.execute("SET LOCAL enable_bitmapscan = off")
             plan = explain(
-                conn, sql.SQL("SELECT * FROM public.customer WHERE id = {}").format(sql.Literal(hidden_id))
+                conn,
+                sql.SQL("SELECT id, full_name FROM public.customer WHERE id = {}").format(
+                    sql.Literal(hidden_id)
+                ),
             )
             assert removed(plan) == 1
         with pool.acting_as(agency="W11") as conn:

@@ -32,14 +32,25 @@ ALTER FUNCTION agency_rls.restricted_agency_id()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.scope_insurer_ids()         OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.supervised_agency_ids()     OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.supervisor_agency_ids()     OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.visible_contract_ids()      OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.contract_customer_ids()     OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.updatable_customer_ids()    OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.visible_notice_ids()        OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.handling_agency_ids()       OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.addressee_agency_ids()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.contract_handler_insurer()  OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.validity(timestamptz, timestamptz) OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.refresh_contract_scope(bigint[]) OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.refresh_customer_scope(bigint[]) OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.handler_rows_inserted()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.handler_rows_updated()      OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.handler_rows_deleted()      OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.handler_rows_truncated()    OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_rows_inserted()    OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_rows_updated()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_rows_deleted()     OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.contract_rows_truncated()   OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.customer_rows_inserted()    OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.customer_rows_updated()     OWNER TO {{helper}};
 REVOKE CREATE ON SCHEMA agency_rls FROM {{helper}};
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA agency_rls FROM PUBLIC;
@@ -52,10 +63,8 @@ GRANT EXECUTE ON FUNCTION
     agency_rls.unrestricted_agency_id(),
     agency_rls.restricted_agency_id(),
     agency_rls.scope_insurer_ids(),
-    agency_rls.visible_contract_ids(),
-    agency_rls.contract_customer_ids(),
-    agency_rls.updatable_customer_ids(),
-    agency_rls.visible_notice_ids(),
+    agency_rls.handling_agency_ids(),
+    agency_rls.addressee_agency_ids(),
     agency_rls.visible_agency_ids(),
     agency_rls.visible_supervision_ids(),
     agency_rls.visible_entrustment_ids()
@@ -71,15 +80,27 @@ GRANT SELECT ON public.insurer TO PUBLIC;
 GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
                 public.contract, public.contract_handler, public.notice, public.principal
     TO {{helper}};
-GRANT SELECT ON public.agency, public.supervision, public.entrustment, public.customer,
+GRANT UPDATE (handler_agency_ids, handler_windows) ON public.contract TO {{helper}};
+GRANT UPDATE (handler_agency_ids, handler_insurer_ids, handler_windows, party_insurer_ids)
+    ON public.customer TO {{helper}};
+GRANT SELECT ON public.agency, public.supervision, public.entrustment,
                 public.contract, public.contract_handler, public.notice, public.notice_receipt,
                 public.principal
     TO {{agency_group}}, {{insurer_group}};
+-- customer: every column but the copied links of the customer's contracts (scope_columns.sql),
+-- which would tell a viewer about contracts it does not see.
+GRANT SELECT (id, full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
+              registered_by_agency_id)
+    ON public.customer TO {{agency_group}}, {{insurer_group}};
 GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
               registered_by_agency_id)
     ON public.customer TO {{agency_writer_group}};
 GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_writer_group}};
 GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_writer_group}};
+-- Loads and maintenance (policies.sql opens every row to the loader). provision refreshes the
+-- copied handler links after loads with triggers off (they only ever write the exact value).
+GRANT EXECUTE ON FUNCTION agency_rls.refresh_contract_scope(bigint[]), agency_rls.refresh_customer_scope(bigint[])
+    TO {{loader}};
 -- Loads and maintenance (policies.sql opens every row to the loader).
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,

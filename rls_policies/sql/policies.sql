@@ -3,7 +3,12 @@
 -- Every protected table has row level security ENABLED and FORCED (the owner is bound too).
 -- With no policy for a role, a table shows it nothing: default deny. Policies name the group
 -- roles they apply to, never PUBLIC. Each scope function is wrapped in (SELECT …) so that it
--- runs once per statement, and the table is filtered by an indexed column.
+-- runs once per statement, and the table is filtered by an indexed column: an id or agency column
+-- against a small array, or the handler links copied onto the row (scope_columns.sql, a GIN
+-- index) against the caller's agencies. A row that depends on another table's visibility (a
+-- handler row on its contract, a notice on its contract and customer) asks that table with a
+-- per-row EXISTS, so the other table's own policies decide; OFFSET 0 keeps the planner from
+-- turning the probe into a hashed SubPlan that would read the caller's whole scope first.
 --
 -- Where a row belongs to an insurer (contract, contract_handler, notice), the entrustment guard
 -- is RESTRICTIVE: a permissive policy added later can never widen it.
@@ -34,9 +39,15 @@ CREATE POLICY entrustment_read ON public.entrustment
 -- contract --------------------------------------------------------------------------------
 ALTER TABLE public.contract ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract FORCE ROW LEVEL SECURITY;
+-- Handled now by the caller's agency or by an agency it supervises now: the copied links name
+-- one of those agencies (the GIN index finds them), and one such link's window holds now().
 CREATE POLICY contract_read_handled ON public.contract
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
+    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND EXISTS (SELECT
+                         FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
+                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                          AND link.valid @> now()));
 CREATE POLICY contract_read_insurer ON public.contract
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
@@ -51,7 +62,7 @@ ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract_handler FORCE ROW LEVEL SECURITY;
 CREATE POLICY contract_handler_read_handled ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (contract_id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[]));
+    USING (EXISTS (SELECT FROM public.contract AS c WHERE c.id = contract_handler.contract_id OFFSET 0));
 CREATE POLICY contract_handler_read_insurer ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
@@ -63,26 +74,64 @@ CREATE POLICY contract_handler_entrustment_guard ON public.contract_handler
 -- customer --------------------------------------------------------------------------------
 ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.customer FORCE ROW LEVEL SECURITY;
+-- Policyholder or insured of a contract the caller sees: the contract policy's rule, on the
+-- links of the customer's contracts copied onto the customer row (each with its insurer, for the
+-- entrustment guard).
 CREATE POLICY customer_read_through_contract ON public.customer
-    AS PERMISSIVE FOR SELECT TO {{agency_group}}, {{insurer_group}}
-    USING (id = ANY ((SELECT agency_rls.contract_customer_ids())::bigint[]));
+    AS PERMISSIVE FOR SELECT TO {{agency_group}}
+    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND EXISTS (SELECT
+                         FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
+                              AS link (agency_id, insurer_id, valid)
+                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                          AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
+                          AND link.valid @> now()));
+CREATE POLICY customer_read_insurer ON public.customer
+    AS PERMISSIVE FOR SELECT TO {{insurer_group}}
+    USING (party_insurer_ids && (SELECT agency_rls.scope_insurer_ids()));
 CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 CREATE POLICY customer_insert_prospect ON public.customer
     AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
+-- Contact columns (column grants) of the customers it sees: through a contract, or its prospects.
 CREATE POLICY customer_update_contact ON public.customer
     AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
-    USING (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]))
-    WITH CHECK (id = ANY ((SELECT agency_rls.updatable_customer_ids())::bigint[]));
+    USING ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
+           AND handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND EXISTS (SELECT
+                         FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
+                              AS link (agency_id, insurer_id, valid)
+                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                          AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
+                          AND link.valid @> now()))
+    WITH CHECK ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
+           AND handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND EXISTS (SELECT
+                         FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
+                              AS link (agency_id, insurer_id, valid)
+                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                          AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
+                          AND link.valid @> now()));
+CREATE POLICY customer_update_prospect ON public.customer
+    AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
+    USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()))
+    WITH CHECK (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
 
 -- notice ----------------------------------------------------------------------------------
 ALTER TABLE public.notice ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.notice FORCE ROW LEVEL SECURITY;
+-- Addressed to the caller's agency or to an agency supervising it now, and the contract and
+-- customer it names (if any) are visible to the caller: asked of those tables, whose policies
+-- decide (the customer's include the caller's own prospects).
 CREATE POLICY notice_read_addressed ON public.notice
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+    USING (addressee_agency_id = ANY ((SELECT agency_rls.addressee_agency_ids())::bigint[])
+           AND (contract_id IS NULL
+                OR EXISTS (SELECT FROM public.contract AS c WHERE c.id = notice.contract_id OFFSET 0))
+           AND (customer_id IS NULL
+                OR EXISTS (SELECT FROM public.customer AS cu WHERE cu.id = notice.customer_id OFFSET 0)));
 CREATE POLICY notice_read_insurer ON public.notice
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
@@ -100,11 +149,11 @@ CREATE POLICY notice_receipt_read_own ON public.notice_receipt
 CREATE POLICY notice_receipt_read_restricted ON public.notice_receipt
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (agency_id = (SELECT agency_rls.restricted_agency_id())
-           AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+           AND EXISTS (SELECT FROM public.notice AS n WHERE n.id = notice_receipt.notice_id OFFSET 0));
 CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
     AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (agency_id = (SELECT agency_rls.unrestricted_agency_id())
-                AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+                AND EXISTS (SELECT FROM public.notice AS n WHERE n.id = notice_receipt.notice_id OFFSET 0));
 
 -- principal: a principal sees the row naming its own role. current_user is the role in
 -- force (policies run as the caller); a role that merely inherits a principal's privileges
@@ -137,6 +186,12 @@ CREATE POLICY scope_functions_read ON public.notice
     AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
 CREATE POLICY scope_functions_read ON public.principal
     AS PERMISSIVE FOR SELECT TO {{helper}} USING (true);
+-- ... and the triggers it owns rewrite the copied handler links (scope_columns.sql; column grants
+-- limit it to those columns).
+CREATE POLICY scope_copies_refresh ON public.contract
+    AS PERMISSIVE FOR UPDATE TO {{helper}} USING (true) WITH CHECK (true);
+CREATE POLICY scope_copies_refresh ON public.customer
+    AS PERMISSIVE FOR UPDATE TO {{helper}} USING (true) WITH CHECK (true);
 
 -- Loads and maintenance -----------------------------------------------------------------------
 -- {{loader}} reads and writes every row (NOLOGIN; the DBA and ETL logins join it): what loaders

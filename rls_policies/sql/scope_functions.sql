@@ -14,8 +14,12 @@
 -- the owner, so the caller's role is read from the 'role' setting, which SET ROLE maintains
 -- and which a client cannot set without the same membership check.
 --
--- Why arrays: each policy wraps its function in (SELECT …), so the scope is computed once
--- per statement (an InitPlan) and the table is filtered by "id = ANY (…)" on an index.
+-- Why small arrays: each policy wraps its function in (SELECT …), so it runs once per statement
+-- (an InitPlan). What these functions return is small whatever the caller's scope: its agency
+-- and the agencies it supervises, the insurers that entrust it. The rows themselves carry who
+-- handles them (scope_columns.sql); a policy compares the two on an index. No function here
+-- builds the set of rows a caller sees: that set grows with the agency, and building it in every
+-- statement made the largest agency's point lookups cost half a second.
 --
 -- Why PL/pgSQL around plain queries: PL/pgSQL keeps each query's plan for the session, while a
 -- SQL-language function that cannot be inlined (SECURITY DEFINER, SET) is planned again in every
@@ -166,61 +170,12 @@ BEGIN
 END
 $$;
 
--- Contracts: agency A sees C iff entrusted(A, C.insurer) and C is handled, now, by A or by an
--- agency A currently supervises (only the viewer's own entrustment counts; supervision is not
--- transitive). Insurer I sees the contracts with insurer_id = I, whatever their source. (The
--- contract policy for insurers filters on insurer_id directly; this set serves contract_handler
--- and customers.)
-CREATE FUNCTION agency_rls.visible_contract_ids() RETURNS bigint[]
-    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (
-        WITH me AS MATERIALIZED (
-            SELECT me.kind, me.agency_id, me.insurer_id FROM agency_rls.acting_principal() AS me
-        ), handlers AS (
-            SELECT me.agency_id FROM me WHERE me.kind = 'agency'
-            UNION
-            SELECT unnest(agency_rls.supervised_agency_ids())
-        ), seen AS (
-            SELECT h.contract_id AS id
-              FROM public.contract_handler AS h
-              JOIN public.contract AS c ON c.id = h.contract_id
-             WHERE h.agency_id IN (SELECT handlers.agency_id FROM handlers)
-               AND h.valid_from <= now() AND (h.valid_to IS NULL OR now() < h.valid_to)
-               AND c.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
-            UNION ALL
-            SELECT c.id
-              FROM me
-              JOIN public.contract AS c ON c.insurer_id = me.insurer_id
-             WHERE me.kind = 'insurer'
-        )
-        SELECT coalesce(array_agg(DISTINCT seen.id), '{}') FROM seen
-    );
-END
-$$;
-
--- Customers through contracts: policyholder or insured of a contract the caller sees.
--- (Prospects, registered_by_agency_id, are a policy of their own on customer.)
-CREATE FUNCTION agency_rls.contract_customer_ids() RETURNS bigint[]
-    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (
-        SELECT coalesce(array_agg(DISTINCT person.id), '{}')
-          FROM public.contract AS c
-         CROSS JOIN LATERAL (VALUES (c.policyholder_id), (c.insured_id)) AS person (id)
-         WHERE c.id = ANY ((SELECT agency_rls.visible_contract_ids())::bigint[])
-           AND person.id IS NOT NULL
-    );
-END
-$$;
-
--- Customers an unrestricted agency may update (contact columns only, by column grant):
--- the customers it sees.
-CREATE FUNCTION agency_rls.updatable_customer_ids() RETURNS bigint[]
+-- Agencies whose handler links count for the caller: its own agency and the agencies it
+-- currently supervises (supervision is not transitive). Empty for insurers and non-principals.
+-- The contract and customer policies compare it with the handler links copied onto each row
+-- (scope_columns.sql) and re-check each link's window; the entrustment guard adds
+-- "only the viewer's own entrustment counts".
+CREATE FUNCTION agency_rls.handling_agency_ids() RETURNS bigint[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -228,46 +183,32 @@ BEGIN
     RETURN (
         SELECT coalesce(array_agg(DISTINCT seen.id), '{}')
           FROM (
-                SELECT unnest(agency_rls.contract_customer_ids()) AS id
+                SELECT me.agency_id AS id
+                  FROM agency_rls.acting_principal() AS me
+                 WHERE me.kind = 'agency'
                 UNION ALL
-                SELECT cu.id FROM public.customer AS cu
-                 WHERE cu.registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id())
+                SELECT unnest(agency_rls.supervised_agency_ids())
                ) AS seen
-         WHERE agency_rls.unrestricted_agency_id() IS NOT NULL
     );
 END
 $$;
 
--- Notices (agency principals): A sees N iff entrusted(A, N.insurer), N is addressed to A or to
--- an agency currently supervising A (notices flow down only), and the contract and customer
--- N names, if any, are visible to A.
-CREATE FUNCTION agency_rls.visible_notice_ids() RETURNS bigint[]
+-- Addressees whose notices reach the caller: its own agency and the agencies currently
+-- supervising it (notices flow down only). Empty for insurers and non-principals.
+CREATE FUNCTION agency_rls.addressee_agency_ids() RETURNS bigint[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN (
-        WITH me AS (
-            SELECT me.agency_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'agency'
-        ), addressees AS (
-            SELECT me.agency_id FROM me
-            UNION
-            SELECT unnest(agency_rls.supervisor_agency_ids())
-        ), contracts AS (
-            SELECT agency_rls.visible_contract_ids() AS ids
-        ), customers AS (
-            SELECT agency_rls.contract_customer_ids() AS ids
-        )
-        SELECT coalesce(array_agg(n.id), '{}')
-          FROM public.notice AS n, contracts, customers
-         WHERE n.addressee_agency_id IN (SELECT addressees.agency_id FROM addressees)
-           AND n.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
-           AND (n.contract_id IS NULL OR n.contract_id = ANY (contracts.ids))
-           AND (n.customer_id IS NULL
-                OR n.customer_id = ANY (customers.ids)
-                OR EXISTS (SELECT FROM public.customer AS cu
-                            WHERE cu.id = n.customer_id
-                              AND cu.registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id())))
+        SELECT coalesce(array_agg(DISTINCT seen.id), '{}')
+          FROM (
+                SELECT me.agency_id AS id
+                  FROM agency_rls.acting_principal() AS me
+                 WHERE me.kind = 'agency'
+                UNION ALL
+                SELECT unnest(agency_rls.supervisor_agency_ids())
+               ) AS seen
     );
 END
 $$;

@@ -50,6 +50,14 @@ ALTER TABLE public.principal        OWNER TO CURRENT_USER;
 
 DROP SCHEMA agency_rls CASCADE;
 
+-- The handler links copied onto rows (scope_columns.sql); their triggers and refresh functions
+-- went with the schema.
+DROP INDEX public.notice_addressee_created_idx;
+ALTER TABLE public.contract DROP COLUMN handler_agency_ids, DROP COLUMN handler_windows;
+ALTER TABLE public.customer
+    DROP COLUMN handler_agency_ids, DROP COLUMN handler_insurer_ids, DROP COLUMN handler_windows,
+    DROP COLUMN party_insurer_ids;
+
 DO $roles$
 DECLARE
     groups CONSTANT text[] := ARRAY[{{agency_group_name}}, {{agency_writer_group_name}}, {{insurer_group_name}}];
