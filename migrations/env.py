@@ -126,7 +126,10 @@ def refuse_walk_without_superuser(connection: Connection) -> None:
     ).scalar():
         return
     current = context.get_context().get_current_revision() or "0000"
-    argument = context.get_revision_argument()
+    try:
+        argument = context.get_revision_argument()
+    except KeyError:  # a command that moves no revision (current, history): nothing is walked
+        return
     target = (
         ScriptDirectory.from_config(config).get_revision(argument) if argument not in (None, "base") else None
     )

@@ -443,9 +443,12 @@ def _prune(conn: psycopg.Connection, roles: ManagementRoles, database: str, repo
             (list(roles.groups()), principal_marker(database)),
         )
     ]
+    superuser = bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0])  # type: ignore[index]
     for name in stale:
         conn.execute("DELETE FROM agency_rls.provisioned_principal WHERE role_name = %s", (name,))
         try:
+            if not superuser:  # DROP OWNED needs the role's privileges; a CREATEROLE DBA may grant them
+                conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
             conn.execute(
                 sql.SQL("ALTER ROLE {0} NOLOGIN; DROP OWNED BY {0}; DROP ROLE {0}").format(
                     sql.Identifier(name)

@@ -347,8 +347,8 @@ def bench(
 
     For the smallest, median and largest agency, a working agency, a supervising agency, a seconded
     principal and an insurer: p50/p95 of each side, the ratio, buffers, and each RLS plan's shape
-    with what does not scale (seq scan on a large table, hashed SubPlan, scope materialised per
-    statement). Every pair must return the same rows: exit status 1 on a mismatch. Needs a
+    with what does not scale (seq scan on a large table, a scan whose filter drops 10,000 rows,
+    hashed SubPlan, scope materialised per statement). Every pair must return the same rows: exit status 1 on a mismatch. Needs a
     superuser or a member of <prefix>rls_loader. Example:
     agency-rls bench --database-url postgresql://dba@db/crm --rounds 50 --format json > bench.json
     """

@@ -333,3 +333,20 @@ def test_the_command_has_help() -> None:
         "--query",
     ):
         assert option in result.output
+
+
+def test_plan_flags_find_a_scan_whose_filter_throws_rows_away() -> None:
+    """An index scan whose policy is a per-row filter walks every row the index finds."""
+    node = {
+        "Node Type": "Bitmap Heap Scan",
+        "Relation Name": "contract",
+        "Actual Rows": 17,
+        "Actual Loops": 1,
+        "Rows Removed by Filter": 68_409,
+        "Filter": "(agency_rls.visible(id))",
+        "Plans": [{"Node Type": "Bitmap Index Scan", "Index Name": "contract_insurer_id_idx"}],
+    }
+    flags = plan_flags({"Plan": node})
+    assert [(flag.kind, flag.where) for flag in flags] == [("filtered_scan", "contract")]
+    assert str(flags[0]) == "Bitmap Heap Scan on contract removed 68,409 rows by filter"
+    assert plan_flags({"Plan": {**node, "Rows Removed by Filter": 300}}) == []

@@ -56,16 +56,20 @@ class SuperuserRequired(RuntimeError):
 
 
 def check_server(conninfo: str) -> None:
-    """Connect once and require a superuser, so a wrong URL fails before any test, with the reason."""
+    """Connect once and require what the fixtures do, so a wrong URL fails before any test, with the reason.
+
+    They create a database per test session and the project's roles in it: SUPERUSER, or CREATEROLE
+    and CREATEDB (a managed service's DBA; no role of the project needs BYPASSRLS since revision 0004).
+    """
     with psycopg.connect(conninfo, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+            "SELECT current_user, rolsuper, rolcreaterole AND rolcreatedb FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
-    if row is None or row[1] is not True:
+    if row is None or not (row[1] or row[2]):
         user = row[0] if row else "?"
         raise SuperuserRequired(
-            f"the agency-rls test server login {user!r} is not a superuser: the migrations create roles "
-            "(one of them BYPASSRLS) and need one"
+            f"the agency-rls test server login {user!r} has neither SUPERUSER nor CREATEROLE and CREATEDB: the "
+            "fixtures create a database and the project's roles in it"
         )
 
 

@@ -11,6 +11,10 @@ The flags, and why each is a sign of a policy shape that does not scale (perform
   actually went through, at least ``seq_scan_rows``, 10,000 by default). A scope that the
   planner cannot turn into an index condition walks the whole table for every principal, the
   smallest included.
+- ``filtered_scan``: any other scan (index, bitmap) that removed at least ``seq_scan_rows`` rows
+  by its filter, over all its loops: the index found rows the policy then threw away one by one
+  (a scope that is a per-row filter, e.g. a function called per row, not an index condition),
+  so the cost follows the table, or the insurer's business, rather than the principal's scope.
 - ``hashed_subplan``: a ``hashed SubPlan`` anywhere: a policy subquery (``IN``/``EXISTS``) that
   the planner neither pulled up into a join nor probes per row; it builds a hash of the whole
   subquery result for every statement.
@@ -60,7 +64,7 @@ SEQ_SCAN_ROWS = 10_000
 #: An InitPlan reading at least this many shared buffers materialises a scope worth flagging.
 SCOPE_BUFFERS = 1_000
 
-FlagKind = Literal["seq_scan", "hashed_subplan", "materialised_scope"]
+FlagKind = Literal["seq_scan", "filtered_scan", "hashed_subplan", "materialised_scope"]
 
 _HASHED = re.compile(r"hashed SubPlan \d+")
 
@@ -252,6 +256,17 @@ def plan_flags(
             size = max(float(sizes.get(relation, 0) or 0), _rows_through(node))
             if size >= seq_scan_rows:
                 add(PlanFlag("seq_scan", relation, f"seq scan on {relation} ({size:,.0f} rows)"))
+        elif _is_scan(node):
+            removed = float(node.get("Rows Removed by Filter", 0)) * float(node.get("Actual Loops", 1) or 0)
+            if removed >= seq_scan_rows:
+                relation = str(node["Relation Name"])
+                add(
+                    PlanFlag(
+                        "filtered_scan",
+                        relation,
+                        f"{kind} on {relation} removed {removed:,.0f} rows by filter",
+                    )
+                )
         for ref in _hashed_refs(node):
             add(PlanFlag("hashed_subplan", ref, ref))
         name = _subplan_name(node)
@@ -259,11 +274,12 @@ def plan_flags(
             buffers = sum(plan_buffers(node))
             through = sum(_rows_through(inner) for _, inner in plan_nodes(node) if _is_scan(inner))
             if large_table and (buffers >= scope_buffers or through >= seq_scan_rows):
+                work = f"{through:,.0f} rows scanned" if through else "inside a function"
                 add(
                     PlanFlag(
                         "materialised_scope",
                         name,
-                        f"{name} materialised per statement ({buffers:,} buffers, {through:,.0f} rows scanned)",
+                        f"{name} materialised per statement ({buffers:,} buffers, {work})",
                     )
                 )
     return list(flags.values())

@@ -122,6 +122,7 @@ GRANT EXECUTE ON FUNCTION
     TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 
 DROP POLICY contract_read_handled ON public.contract;
+DROP POLICY contract_agency_handles ON public.contract;
 DROP POLICY contract_handler_read_handled ON public.contract_handler;
 DROP POLICY customer_read_through_contract ON public.customer;
 DROP POLICY customer_read_insurer ON public.customer;
@@ -157,6 +158,18 @@ CREATE POLICY notice_receipt_insert_own ON public.notice_receipt
     AS PERMISSIVE FOR INSERT TO {{agency_writer_group}}
     WITH CHECK (agency_id = (SELECT agency_rls.unrestricted_agency_id())
                 AND notice_id = ANY ((SELECT agency_rls.visible_notice_ids())::bigint[]));
+
+DROP POLICY contract_entrustment_guard ON public.contract;
+CREATE POLICY contract_entrustment_guard ON public.contract
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
+
+DROP POLICY notice_entrustment_guard ON public.notice;
+CREATE POLICY notice_entrustment_guard ON public.notice
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
+    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
 
 REVOKE SELECT (id, full_name, full_name_kana, address, phone, fax, email, birth_date, gender,
                registered_by_agency_id)

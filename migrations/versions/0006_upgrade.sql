@@ -107,9 +107,10 @@ BEGIN ATOMIC
               LEFT JOIN LATERAL (
                     SELECT c.id AS contract_id, c.insurer_id, c.handler_agency_ids, c.handler_windows
                       FROM public.contract AS c WHERE c.policyholder_id = target.id
-                    UNION
+                    UNION ALL
                     SELECT c.id, c.insurer_id, c.handler_agency_ids, c.handler_windows
-                      FROM public.contract AS c WHERE c.insured_id = target.id
+                      FROM public.contract AS c
+                     WHERE c.insured_id = target.id AND c.policyholder_id IS DISTINCT FROM target.id
                    ) AS party ON true
               LEFT JOIN LATERAL unnest(party.handler_agency_ids, party.handler_windows)
                         WITH ORDINALITY AS link (agency_id, valid, n) ON true
@@ -359,10 +360,6 @@ GRANT EXECUTE ON FUNCTION agency_rls.role_prefix() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.handling_agency_ids(), agency_rls.addressee_agency_ids()
     TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 
--- provision refreshes the copies after loads with triggers off (they only ever write the exact value).
-GRANT EXECUTE ON FUNCTION agency_rls.refresh_contract_scope(bigint[]), agency_rls.refresh_customer_scope(bigint[])
-    TO {{loader}};
-
 GRANT UPDATE (handler_agency_ids, handler_windows) ON public.contract TO {{helper}};
 GRANT UPDATE (handler_agency_ids, handler_insurer_ids, handler_windows, party_insurer_ids)
     ON public.customer TO {{helper}};
@@ -383,13 +380,20 @@ DROP POLICY notice_receipt_insert_own ON public.notice_receipt;
 
 -- Handled now by the caller's agency or by an agency it supervises now: the copied links name
 -- one of those agencies (the GIN index finds them), and one such link's window holds now().
+-- The first half is RESTRICTIVE on purpose, and named to sort first: PostgreSQL applies each
+-- restrictive policy at its own security level (in name order) and the permissive ones after
+-- them, and only the first level may use an operator that is not LEAKPROOF (array overlap is
+-- not) as an index condition. As a permissive policy behind the entrustment guard, the overlap
+-- was a filter over every contract of the caller's insurers.
+CREATE POLICY contract_agency_handles ON public.contract
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids()));
 CREATE POLICY contract_read_handled ON public.contract
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
-           AND EXISTS (SELECT
-                         FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
-                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
-                          AND link.valid @> now()));
+    USING (EXISTS (SELECT
+                     FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
+                    WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                      AND link.valid @> now()));
 
 CREATE POLICY contract_handler_read_handled ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
@@ -461,6 +465,24 @@ CREATE POLICY scope_copies_refresh ON public.contract
     AS PERMISSIVE FOR UPDATE TO {{helper}} USING (true) WITH CHECK (true);
 CREATE POLICY scope_copies_refresh ON public.customer
     AS PERMISSIVE FOR UPDATE TO {{helper}} USING (true) WITH CHECK (true);
+
+DROP POLICY contract_entrustment_guard ON public.contract;
+-- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
+-- the insurer index it would read every contract of the caller's insurers in every statement
+-- (a bitmap of hundreds of thousands of rows ANDed with the the handler links' GIN index (agencies) or the insurer policy's index). The rows come from the handler links' GIN index (agencies) or the insurer policy's index.
+CREATE POLICY contract_entrustment_guard ON public.contract
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
+    WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
+
+DROP POLICY notice_entrustment_guard ON public.notice;
+-- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
+-- the insurer index it would read every notice of the caller's insurers in every statement
+-- (a bitmap of hundreds of thousands of rows ANDed with the the addressee index (agencies) or the insurer policy's index). The rows come from the addressee index (agencies) or the insurer policy's index.
+CREATE POLICY notice_entrustment_guard ON public.notice
+    AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
+    USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
+    WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
 
 DROP FUNCTION agency_rls.visible_notice_ids();
 DROP FUNCTION agency_rls.updatable_customer_ids();

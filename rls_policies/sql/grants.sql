@@ -97,10 +97,6 @@ GRANT INSERT (full_name, full_name_kana, address, phone, fax, email, birth_date,
     ON public.customer TO {{agency_writer_group}};
 GRANT UPDATE (address, phone, fax, email) ON public.customer TO {{agency_writer_group}};
 GRANT INSERT (notice_id, agency_id, read_at) ON public.notice_receipt TO {{agency_writer_group}};
--- Loads and maintenance (policies.sql opens every row to the loader). provision refreshes the
--- copied handler links after loads with triggers off (they only ever write the exact value).
-GRANT EXECUTE ON FUNCTION agency_rls.refresh_contract_scope(bigint[]), agency_rls.refresh_customer_scope(bigint[])
-    TO {{loader}};
 -- Loads and maintenance (policies.sql opens every row to the loader).
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,

@@ -41,20 +41,30 @@ ALTER TABLE public.contract ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.contract FORCE ROW LEVEL SECURITY;
 -- Handled now by the caller's agency or by an agency it supervises now: the copied links name
 -- one of those agencies (the GIN index finds them), and one such link's window holds now().
+-- The first half is RESTRICTIVE on purpose, and named to sort first: PostgreSQL applies each
+-- restrictive policy at its own security level (in name order) and the permissive ones after
+-- them, and only the first level may use an operator that is not LEAKPROOF (array overlap is
+-- not) as an index condition. As a permissive policy behind the entrustment guard, the overlap
+-- was a filter over every contract of the caller's insurers.
+CREATE POLICY contract_agency_handles ON public.contract
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids()));
 CREATE POLICY contract_read_handled ON public.contract
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
-           AND EXISTS (SELECT
-                         FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
-                        WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
-                          AND link.valid @> now()));
+    USING (EXISTS (SELECT
+                     FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
+                    WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
+                      AND link.valid @> now()));
 CREATE POLICY contract_read_insurer ON public.contract
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
+-- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
+-- the insurer index it would read every contract of the caller's insurers in every statement
+-- (a bitmap of hundreds of thousands of rows ANDed with the the handler links' GIN index (agencies) or the insurer policy's index). The rows come from the handler links' GIN index (agencies) or the insurer policy's index.
 CREATE POLICY contract_entrustment_guard ON public.contract
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
-    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
-    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
+    USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
+    WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
 
 -- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
 -- insurer_id is the contract's, kept exact by a trigger (derived_columns.sql).
@@ -135,10 +145,13 @@ CREATE POLICY notice_read_addressed ON public.notice
 CREATE POLICY notice_read_insurer ON public.notice
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
+-- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
+-- the insurer index it would read every notice of the caller's insurers in every statement
+-- (a bitmap of hundreds of thousands of rows ANDed with the the addressee index (agencies) or the insurer policy's index). The rows come from the addressee index (agencies) or the insurer policy's index.
 CREATE POLICY notice_entrustment_guard ON public.notice
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
-    USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
-    WITH CHECK (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]));
+    USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
+    WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
 
 -- notice_receipt --------------------------------------------------------------------------
 ALTER TABLE public.notice_receipt ENABLE ROW LEVEL SECURITY;

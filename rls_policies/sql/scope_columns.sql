@@ -96,9 +96,10 @@ BEGIN ATOMIC
               LEFT JOIN LATERAL (
                     SELECT c.id AS contract_id, c.insurer_id, c.handler_agency_ids, c.handler_windows
                       FROM public.contract AS c WHERE c.policyholder_id = target.id
-                    UNION
+                    UNION ALL
                     SELECT c.id, c.insurer_id, c.handler_agency_ids, c.handler_windows
-                      FROM public.contract AS c WHERE c.insured_id = target.id
+                      FROM public.contract AS c
+                     WHERE c.insured_id = target.id AND c.policyholder_id IS DISTINCT FROM target.id
                    ) AS party ON true
               LEFT JOIN LATERAL unnest(party.handler_agency_ids, party.handler_windows)
                         WITH ORDINALITY AS link (agency_id, valid, n) ON true

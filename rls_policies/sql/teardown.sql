@@ -73,7 +73,11 @@ BEGIN
     -- What this database's roles own or are granted in OTHER databases (a LOGIN principal can
     -- connect there and create a large object, or grant one to a group role): it keeps the roles
     -- from being dropped, and only a session in that database can remove it. Refuse, naming it.
-    SELECT pg_catalog.string_agg(pg_catalog.format('in database %I: DROP OWNED BY %s;', x.datname, x.roles), ' ')
+    SELECT pg_catalog.string_agg(pg_catalog.format(
+               CASE WHEN superuser THEN 'in database %1$I: DROP OWNED BY %2$s;'
+                    -- DROP OWNED needs the roles' privileges; a CREATEROLE DBA grants them to itself
+                    ELSE 'in database %1$I: GRANT %2$s TO CURRENT_USER; DROP OWNED BY %2$s;' END,
+               x.datname, x.roles), ' ')
       INTO elsewhere
       FROM (SELECT db.datname, pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(r.rolname), ', ') AS roles
               FROM pg_catalog.pg_shdepend AS d
