@@ -44,6 +44,14 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+class BenchFormat(StrEnum):
+    """``bench`` output: human (rich), machine (JSON), or the Markdown table of BENCHMARKS.md."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
@@ -328,7 +336,9 @@ def bench(
     ] = None,
     rounds: Annotated[int, typer.Option(min=1, help="Timed samples per principal and query.")] = 30,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds after the two priming passes.")] = 3,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    output: Annotated[
+        BenchFormat, typer.Option("--format", help="Output format (markdown: the table of BENCHMARKS.md).")
+    ] = BenchFormat.text,
     principal: Annotated[
         list[str] | None,
         typer.Option(
@@ -353,8 +363,9 @@ def bench(
     agency-rls bench --database-url postgresql://dba@db/crm --rounds 50 --format json > bench.json
     """
     from agency_rls.workload.bench import format_json, render_text, run_bench  # late: keeps --help fast
+    from agency_rls.workload.bench_markdown import markdown_from_json
 
-    as_json = output is OutputFormat.json
+    as_json = output is not BenchFormat.text
     progress = Console(stderr=True)
     report = run_bench(
         libpq_conninfo(database_url),
@@ -365,8 +376,10 @@ def bench(
         queries=query,
         progress=None if as_json else lambda message: progress.print(f"bench: {message}", highlight=False),
     )
-    if as_json:
+    if output is BenchFormat.json:
         print(format_json(report))
+    elif output is BenchFormat.markdown:
+        print(markdown_from_json(json.loads(format_json(report))), end="")
     else:
         render_text(report, Console())
     if not report.ok:

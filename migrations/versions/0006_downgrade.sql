@@ -106,6 +106,51 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION agency_rls.acting_principal(OUT kind text, OUT agency_id bigint, OUT insurer_id bigint)
+    RETURNS SETOF record ROWS 1
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT p.kind, p.agency_id, p.insurer_id
+      FROM public.principal AS p
+      JOIN agency_rls.provisioned_principal AS pp
+        ON pp.role_name = p.role_name
+       AND pp.kind = p.kind
+       AND pp.agency_id IS NOT DISTINCT FROM p.agency_id
+       AND pp.insurer_id IS NOT DISTINCT FROM p.insurer_id
+      JOIN pg_catalog.pg_roles AS r ON r.rolname = p.role_name
+     WHERE p.role_name = agency_rls.acting_role()
+       AND pg_catalog.shobj_description(r.oid, 'pg_authid')
+           = 'agency-rls:principal database=' || pg_catalog.current_database();
+END
+$$;
+
+CREATE OR REPLACE FUNCTION agency_rls.scope_insurer_ids() RETURNS bigint[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT coalesce(array_agg(DISTINCT scope.insurer_id), '{}')
+          FROM (
+                SELECT e.insurer_id
+                  FROM agency_rls.acting_principal() AS me
+                  JOIN public.entrustment AS e
+                    ON e.agency_id = me.agency_id
+                   AND (me.insurer_id IS NULL OR e.insurer_id = me.insurer_id)
+                 WHERE me.kind = 'agency'
+                   AND e.valid_from <= now() AND (e.valid_to IS NULL OR now() < e.valid_to)
+                UNION ALL
+                SELECT me.insurer_id
+                  FROM agency_rls.acting_principal() AS me
+                 WHERE me.kind = 'insurer'
+               ) AS scope
+    );
+END
+$$;
+
 GRANT CREATE ON SCHEMA agency_rls TO {{helper}};
 ALTER FUNCTION agency_rls.visible_contract_ids()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.contract_customer_ids()     OWNER TO {{helper}};

@@ -63,10 +63,11 @@ BEGIN
        AND pp.kind = p.kind
        AND pp.agency_id IS NOT DISTINCT FROM p.agency_id
        AND pp.insurer_id IS NOT DISTINCT FROM p.insurer_id
-      JOIN pg_catalog.pg_roles AS r ON r.rolname = p.role_name
+      JOIN pg_catalog.pg_shdescription AS marker
+        ON marker.objoid = pg_catalog.to_regrole(p.role_name)
+       AND marker.classoid = 'pg_catalog.pg_authid'::regclass
      WHERE p.role_name = agency_rls.acting_role()
-       AND pg_catalog.shobj_description(r.oid, 'pg_authid')
-           = 'agency-rls:principal database=' || pg_catalog.current_database();
+       AND marker.description = 'agency-rls:principal database=' || pg_catalog.current_database();
 END
 $$;
 
@@ -120,10 +121,13 @@ CREATE FUNCTION agency_rls.scope_insurer_ids() RETURNS bigint[]
 AS $$
 BEGIN
     RETURN (
+        WITH me AS MATERIALIZED (
+            SELECT me.kind, me.agency_id, me.insurer_id FROM agency_rls.acting_principal() AS me
+        )
         SELECT coalesce(array_agg(DISTINCT scope.insurer_id), '{}')
           FROM (
                 SELECT e.insurer_id
-                  FROM agency_rls.acting_principal() AS me
+                  FROM me
                   JOIN public.entrustment AS e
                     ON e.agency_id = me.agency_id
                    AND (me.insurer_id IS NULL OR e.insurer_id = me.insurer_id)
@@ -131,7 +135,7 @@ BEGIN
                    AND e.valid_from <= now() AND (e.valid_to IS NULL OR now() < e.valid_to)
                 UNION ALL
                 SELECT me.insurer_id
-                  FROM agency_rls.acting_principal() AS me
+                  FROM me
                  WHERE me.kind = 'insurer'
                ) AS scope
     );
@@ -171,7 +175,9 @@ END
 $$;
 
 -- Agencies whose handler links count for the caller: its own agency and the agencies it
--- currently supervises (supervision is not transitive). Empty for insurers and non-principals.
+-- currently supervises (supervision is not transitive). Each function here resolves the caller
+-- once (acting_principal); every policy calls it once per statement, so this is the fixed cost
+-- of row level security on a point lookup. Empty for insurers and non-principals.
 -- The contract and customer policies compare it with the handler links copied onto each row
 -- (scope_columns.sql) and re-check each link's window; the entrustment guard adds
 -- "only the viewer's own entrustment counts".
@@ -181,13 +187,18 @@ CREATE FUNCTION agency_rls.handling_agency_ids() RETURNS bigint[]
 AS $$
 BEGIN
     RETURN (
+        WITH me AS MATERIALIZED (
+            SELECT me.agency_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'agency'
+        )
         SELECT coalesce(array_agg(DISTINCT seen.id), '{}')
           FROM (
                 SELECT me.agency_id AS id
-                  FROM agency_rls.acting_principal() AS me
-                 WHERE me.kind = 'agency'
+                  FROM me
                 UNION ALL
-                SELECT unnest(agency_rls.supervised_agency_ids())
+                SELECT s.working_agency_id
+                  FROM me
+                  JOIN public.supervision AS s ON s.supervising_agency_id = me.agency_id
+                 WHERE s.valid_from <= now() AND (s.valid_to IS NULL OR now() < s.valid_to)
                ) AS seen
     );
 END
@@ -201,13 +212,18 @@ CREATE FUNCTION agency_rls.addressee_agency_ids() RETURNS bigint[]
 AS $$
 BEGIN
     RETURN (
+        WITH me AS MATERIALIZED (
+            SELECT me.agency_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'agency'
+        )
         SELECT coalesce(array_agg(DISTINCT seen.id), '{}')
           FROM (
                 SELECT me.agency_id AS id
-                  FROM agency_rls.acting_principal() AS me
-                 WHERE me.kind = 'agency'
+                  FROM me
                 UNION ALL
-                SELECT unnest(agency_rls.supervisor_agency_ids())
+                SELECT s.supervising_agency_id
+                  FROM me
+                  JOIN public.supervision AS s ON s.working_agency_id = me.agency_id
+                 WHERE s.valid_from <= now() AND (s.valid_to IS NULL OR now() < s.valid_to)
                ) AS seen
     );
 END
