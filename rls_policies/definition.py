@@ -43,7 +43,6 @@ SCOPE_COPY_COLUMNS: dict[str, tuple[str, ...]] = {
 SCOPE_INDEXES: tuple[str, ...] = (
     "contract_handler_agency_ids_idx",
     "customer_handler_agency_ids_idx",
-    "customer_party_insurer_ids_idx",
     "notice_addressee_created_idx",
 )
 

@@ -64,6 +64,8 @@ def test_policies_stay_on_the_index_and_compute_scope_once(world: World, persona
         assert nodes[0]["Node Type"] == "Result" and nodes[0].get("One-Time Filter") == "false", text
         return
     for scan in scans:
+        if (table, persona) == ("customer", "insurer_nl"):
+            continue  # a per-row check on purpose: an insurer's customers are a large share (policies.sql)
         assert scan["Node Type"] != "Seq Scan", f"{table} as {persona}: policy falls off the index\n{text}"
     for node in nodes:
         assert "hashed" not in str(node.get("Subplan Name", "")), (

@@ -24,6 +24,13 @@ def _ratio(value: float | None, target: float) -> str:
     return f"**{text}**" if value > target else text
 
 
+def _flag(flag: Any) -> str:
+    """A plan flag as text: the JSON holds {kind, where, detail}."""
+    if isinstance(flag, dict):
+        return str(flag.get("detail") or flag.get("kind") or flag)
+    return str(flag)
+
+
 def markdown_from_json(data: dict[str, Any]) -> str:
     """One header block and one table row per principal and query."""
     world = ", ".join(f"{name} {int(rows):,}" for name, rows in data.get("world", {}).items())
@@ -43,7 +50,7 @@ def markdown_from_json(data: dict[str, Any]) -> str:
         rls, hand, ratio = row["rls"], row["hand"], row.get("ratio") or {}
         labels = ", ".join(row.get("labels", []))
         who = f"{row['principal']} ({labels}; {visible.get(row['principal'], '?'):,} contracts)"
-        flags = "; ".join(rls.get("flags", [])) or ""
+        flags = "; ".join(_flag(flag) for flag in rls.get("flags", []))
         if row.get("mismatch") or row.get("error"):
             flags = (flags + "; " if flags else "") + (row.get("error") or "ROWS DIFFER")
         lines.append(

@@ -96,9 +96,13 @@ CREATE POLICY customer_read_through_contract ON public.customer
                         WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()));
+-- Insurer principals: a per-row check, "(…) IS TRUE" so that it is never an index condition. An
+-- insurer's customers are a large share of the table (the planner cannot know how large: it
+-- assumed 1% and drove joins from this side, reading every customer of the insurer to show 50
+-- contracts); as a filter, the contract side or the customer's key leads.
 CREATE POLICY customer_read_insurer ON public.customer
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (party_insurer_ids && (SELECT agency_rls.scope_insurer_ids()));
+    USING ((party_insurer_ids && (SELECT agency_rls.scope_insurer_ids())) IS TRUE);
 CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));

@@ -40,7 +40,6 @@ ALTER TABLE public.customer
 
 CREATE INDEX contract_handler_agency_ids_idx ON public.contract USING gin (handler_agency_ids);
 CREATE INDEX customer_handler_agency_ids_idx ON public.customer USING gin (handler_agency_ids);
-CREATE INDEX customer_party_insurer_ids_idx ON public.customer USING gin (party_insurer_ids);
 -- The notice feed: newest first per addressee.
 CREATE INDEX notice_addressee_created_idx ON public.notice (addressee_agency_id, created_at, id);
 
