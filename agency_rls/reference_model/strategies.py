@@ -31,7 +31,9 @@ same at the database's ``now()`` for any run shorter than a day.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -47,6 +49,20 @@ from agency_rls.reference_model.world import (
     Principal,
     Supervision,
     World,
+)
+from agency_rls.reference_model.writes import (
+    Assignments,
+    Delete,
+    Insert,
+    Merge,
+    Moment,
+    Provision,
+    Raw,
+    Step,
+    Truncate,
+    Update,
+    apply_step,
+    is_provision,
 )
 
 ANCHOR = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -324,3 +340,502 @@ def _principals(
             names.add(row.role_name)
             rows.append(row)
     return tuple(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# Write sequences: what loaders write to a loaded world (agency_rls.reference_model.writes)
+# ------------------------------------------------------------------------------------------------
+#
+# Every write that can change what a definition precomputes from the rows: handler links
+# (inserted, ended now, moved into the future, moved to another agency or contract, deleted, many
+# at once, synced by MERGE or upsert, truncated), contracts (policyholder, insured, insurer,
+# deleted, inserted), entrustments and supervision (inserted, ended now, deleted), principals
+# (deleted, remapped as delete + provision + insert, undeleted, added), customers' contact and
+# prospect columns, and garbage a loader writes into columns the spec does not list (the copies a
+# definition keeps), which must be recomputed. Each family draws ids of the world as the previous
+# steps left it, so every write is valid (keys hold) and most change something.
+
+Family = Callable[[st.DrawFn, World, dict[str, Principal]], list[Step]]
+
+
+@st.composite
+def moment_windows(draw: st.DrawFn) -> tuple[Moment, Moment | None]:
+    """A window relative to the writing transaction's now(): current, expired, future, starting now or
+    ending now (``valid_to = now()``: ended for every later statement)."""
+    kind = draw(st.sampled_from(("current", "expired", "future", "starts_now", "ends_now")))
+    if kind == "current":
+        start, end = -draw(st.integers(1, 2000)), draw(st.none() | st.integers(1, 800))
+    elif kind == "expired":
+        end = -draw(st.integers(1, 800))
+        start = end - draw(st.integers(1, 2000))
+    elif kind == "future":
+        start = draw(st.integers(1, 400))
+        end = draw(st.none() | st.integers(start + 1, start + 800))
+    elif kind == "starts_now":
+        start, end = 0, draw(st.none() | st.integers(1, 800))
+    else:
+        start, end = -draw(st.integers(1, 2000)), 0
+    return Moment(start), None if end is None else Moment(end)
+
+
+def _next_id(rows: tuple[Any, ...]) -> int:
+    return max((r.id for r in rows), default=0) + 1
+
+
+def _where_id(row_id: int) -> tuple[tuple[str, int]]:
+    return (("id", row_id),)
+
+
+def _agency_ids(w: World) -> st.SearchStrategy[int]:
+    return st.sampled_from([a.id for a in w.agency])
+
+
+def _customer_or_none(w: World) -> st.SearchStrategy[int | None]:
+    return st.none() | st.sampled_from([c.id for c in w.customer])
+
+
+def _handler_insert(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """One link, or several in one statement (often of several contracts)."""
+    if not w.contract:
+        return []
+    first = _next_id(w.contract_handler)
+    rows = []
+    for k in range(draw(st.integers(1, 3))):
+        start, end = draw(moment_windows())
+        rows.append(
+            (
+                ("id", first + k),
+                ("contract_id", draw(st.sampled_from(w.contract)).id),
+                ("agency_id", draw(_agency_ids(w))),
+                ("role", draw(st.sampled_from(("primary", "joint")))),
+                ("valid_from", start),
+                ("valid_to", end),
+            )
+        )
+    return [(Insert("contract_handler", tuple(rows)),)]
+
+
+def _handler_window(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if not w.contract_handler:
+        return []
+    h = draw(st.sampled_from(w.contract_handler))
+    change = draw(st.sampled_from(("end_now", "future", "ended", "reopen", "start_now", "window")))
+    values: Assignments
+    if change == "end_now":
+        values = (("valid_to", Moment(0)),)
+    elif change == "future":  # moved into the future (its old end may now lie before its start)
+        values = (("valid_from", Moment(draw(st.integers(1, 400)))),)
+    elif change == "ended":
+        values = (("valid_to", Moment(-draw(st.integers(1, 800)))),)
+    elif change == "reopen":
+        values = (("valid_to", None),)
+    elif change == "start_now":
+        values = (("valid_from", Moment(0)),)
+    else:
+        start, end = draw(moment_windows())
+        values = (("valid_from", start), ("valid_to", end))
+    return [(Update("contract_handler", values, _where_id(h.id)),)]
+
+
+def _handler_move(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if not w.contract_handler:
+        return []
+    h = draw(st.sampled_from(w.contract_handler))
+    what = draw(st.sampled_from(("agency", "contract", "both")))
+    values: Assignments = ()
+    if what in ("agency", "both"):
+        values += (("agency_id", draw(_agency_ids(w))),)
+    if what in ("contract", "both"):
+        values += (("contract_id", draw(st.sampled_from(w.contract)).id),)
+    return [(Update("contract_handler", values, _where_id(h.id)),)]
+
+
+def _handler_delete(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if not w.contract_handler:
+        return []
+    return [(Delete("contract_handler", _where_id(draw(st.sampled_from(w.contract_handler)).id)),)]
+
+
+def _handler_many(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """One statement over many links: all of an agency's, all of a contract's, or every link."""
+    if not w.contract_handler:
+        return []
+    h = draw(st.sampled_from(w.contract_handler))  # the rows of its agency or contract exist
+    by = draw(st.sampled_from(("agency", "contract", "every")))
+    where: Assignments = {
+        "agency": (("agency_id", h.agency_id),),
+        "contract": (("contract_id", h.contract_id),),
+    }.get(by, ())
+    action = draw(st.sampled_from(("end_now", "move", "delete", "future")))
+    if action == "delete":
+        return [(Delete("contract_handler", where),)]
+    values: Assignments
+    if action == "end_now":
+        values = (("valid_to", Moment(0)),)
+    elif action == "move":
+        values = (("agency_id", draw(_agency_ids(w))),)
+    else:
+        values = (("valid_from", Moment(draw(st.integers(1, 400)))), ("valid_to", None))
+    return [(Update("contract_handler", values, where),)]
+
+
+def _handler_sync(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """An ETL sync of handler links in one statement: some links rewritten (new window, sometimes
+    another agency or contract), some new, some deleted (``MERGE``, or an upsert without deletes)."""
+    if not w.contract:
+        return []
+    rewritten = (
+        draw(st.lists(st.sampled_from(w.contract_handler), max_size=3, unique_by=lambda h: h.id))
+        if w.contract_handler
+        else []
+    )
+    rows = []
+    for h in rewritten:
+        start, end = draw(moment_windows())
+        contract = h.contract_id if draw(st.booleans()) else draw(st.sampled_from(w.contract)).id
+        agency = h.agency_id if draw(st.booleans()) else draw(_agency_ids(w))
+        rows.append(
+            (
+                ("id", h.id),
+                ("contract_id", contract),
+                ("agency_id", agency),
+                ("role", h.role),
+                ("valid_from", start),
+                ("valid_to", end),
+            )
+        )
+    first = _next_id(w.contract_handler)
+    for k in range(draw(st.integers(0, 2))):
+        start, end = draw(moment_windows())
+        rows.append(
+            (
+                ("id", first + k),
+                ("contract_id", draw(st.sampled_from(w.contract)).id),
+                ("agency_id", draw(_agency_ids(w))),
+                ("role", "joint"),
+                ("valid_from", start),
+                ("valid_to", end),
+            )
+        )
+    others = [h.id for h in w.contract_handler if h not in rewritten]
+    deletes = tuple(draw(st.lists(st.sampled_from(others), max_size=2, unique=True))) if others else ()
+    if not rows and not deletes:
+        return []
+    upsert = bool(rows) and not deletes and draw(st.booleans())
+    return [(Merge("contract_handler", tuple(rows), deletes, upsert),)]
+
+
+def _handler_truncate(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if draw(st.integers(0, 3)):  # rare: it empties the table the other writes work on
+        return []
+    return [(Truncate(("contract_handler",)),)]
+
+
+def _contract_party(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if not w.contract:
+        return []
+    c = draw(st.sampled_from(w.contract))
+    what = draw(st.sampled_from(("policyholder", "insured", "both", "holder_everywhere")))
+    if what == "holder_everywhere" and c.policyholder_id is not None:  # every contract of that holder
+        values: Assignments = (("policyholder_id", draw(_customer_or_none(w))),)
+        return [(Update("contract", values, (("policyholder_id", c.policyholder_id),)),)]
+    values = ()
+    if what in ("policyholder", "both", "holder_everywhere"):
+        values += (("policyholder_id", draw(_customer_or_none(w))),)
+    if what in ("insured", "both"):
+        values += (("insured_id", draw(_customer_or_none(w))),)
+    return [(Update("contract", values, _where_id(c.id)),)]
+
+
+def _contract_insurer(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """Another insurer for a contract no notice names (a notice's key includes its contract's insurer)."""
+    noticed = {n.contract_id for n in w.notice}
+    candidates = [c for c in w.contract if c.id not in noticed]
+    if not candidates or len(w.insurer) < 2:
+        return []
+    c = draw(st.sampled_from(candidates))
+    insurer = draw(st.sampled_from([i.id for i in w.insurer if i.id != c.insurer_id]))
+    if any(o.insurer_id == insurer and o.policy_number == c.policy_number for o in w.contract):
+        return []
+    return [(Update("contract", (("insurer_id", insurer),), _where_id(c.id)),)]
+
+
+def _contract_delete(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """A contract no notice or renewal names, with its handler links first (same or earlier step)."""
+    named = {n.contract_id for n in w.notice} | {c.previous_contract_id for c in w.contract}
+    candidates = [c for c in w.contract if c.id not in named]
+    if not candidates:
+        return []
+    c = draw(st.sampled_from(candidates))
+    delete_contract = Delete("contract", _where_id(c.id))
+    if not any(h.contract_id == c.id for h in w.contract_handler):
+        return [(delete_contract,)]
+    delete_links = Delete("contract_handler", (("contract_id", c.id),))
+    if draw(st.booleans()):
+        return [(delete_links, delete_contract)]
+    return [(delete_links,), (delete_contract,)]
+
+
+def _contract_insert(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """A new contract, sometimes with garbage in its copied links (to be recomputed: it has none)."""
+    contract_id = _next_id(w.contract)
+    insurer = draw(st.sampled_from(w.insurer))
+    number = f"{insurer.code}-{5000 + contract_id}"
+    if any(c.insurer_id == insurer.id and c.policy_number == number for c in w.contract):
+        return []  # a contract that moved to this insurer took the number
+    values: Assignments = (
+        ("id", contract_id),
+        ("insurer_id", insurer.id),
+        ("policy_number", number),
+        ("policyholder_id", draw(_customer_or_none(w))),
+        ("insured_id", draw(_customer_or_none(w))),
+        ("source", draw(st.sampled_from(("direct", "gateway")))),
+    )
+    if draw(st.booleans()):
+        values += (
+            ("handler_agency_ids", Raw(f"'{{{draw(_agency_ids(w))}}}'")),
+            ("handler_windows", Raw("ARRAY['(,)'::tstzrange]")),
+        )
+    return [(Insert("contract", (values,)),)]
+
+
+def _validity_writes(draw: st.DrawFn, table: str, rows: tuple[Any, ...], side: str) -> list[Step]:
+    """End now, delete, move into the future, or end now every row of one agency (``side``)."""
+    if not rows:
+        return []
+    row = draw(st.sampled_from(rows))
+    action = draw(st.sampled_from(("end_now", "delete", "future", "end_all_now")))
+    if action == "end_now":
+        return [(Update(table, (("valid_to", Moment(0)),), _where_id(row.id)),)]
+    if action == "delete":
+        return [(Delete(table, _where_id(row.id)),)]
+    if action == "future":
+        return [(Update(table, (("valid_from", Moment(draw(st.integers(1, 400)))),), _where_id(row.id)),)]
+    return [(Update(table, (("valid_to", Moment(0)),), ((side, getattr(row, side)),)),)]
+
+
+def _entrustment_insert(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    start, end = draw(moment_windows())
+    values: Assignments = (
+        ("id", _next_id(w.entrustment)),
+        ("agency_id", draw(_agency_ids(w))),
+        ("insurer_id", draw(st.sampled_from(w.insurer)).id),
+        ("valid_from", start),
+        ("valid_to", end),
+    )
+    return [(Insert("entrustment", (values,)),)]
+
+
+def _entrustment(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if draw(st.booleans()):
+        return _entrustment_insert(draw, w, orphans)
+    return _validity_writes(draw, "entrustment", w.entrustment, "agency_id")
+
+
+def _supervision(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    if draw(st.booleans()) and len(w.agency) > 1:
+        supervising, working = draw(st.lists(_agency_ids(w), min_size=2, max_size=2, unique=True))
+        start, end = draw(moment_windows())
+        values: Assignments = (
+            ("id", _next_id(w.supervision)),
+            ("supervising_agency_id", supervising),
+            ("working_agency_id", working),
+            ("valid_from", start),
+            ("valid_to", end),
+        )
+        return [(Insert("supervision", (values,)),)]
+    return _validity_writes(draw, "supervision", w.supervision, "working_agency_id")
+
+
+def _principal_values(draw: st.DrawFn, w: World, name: str) -> Assignments:
+    """A principal row for ``name`` with a random mapping: agency, restricted agency or insurer."""
+    kind = draw(st.sampled_from(("restricted", "agency", "insurer")))
+    agency = None if kind == "insurer" else draw(_agency_ids(w))
+    insurer = None if kind == "agency" else draw(st.sampled_from(w.insurer)).id
+    return (
+        ("role_name", name),
+        ("kind", "insurer" if kind == "insurer" else "agency"),
+        ("agency_id", agency),
+        ("insurer_id", insurer),
+    )
+
+
+def _principal(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """Delete a principal row (its role stays until provisioning prunes it, and must see nothing
+    meanwhile), remap one (delete, provision, insert under the same name, provision), put a deleted
+    row back before provisioning (its role was provisioned for exactly that row), add one, provision.
+    Provisioning is assumed to prune, and re-adds a default principal deleted before it."""
+    action = draw(st.sampled_from(("delete", "remap", "undelete", "add", "provision")))
+    provision: Step = (Provision(),)
+    if action == "undelete" and orphans:
+        p = orphans[draw(st.sampled_from(sorted(orphans)))]
+        values: Assignments = (
+            ("role_name", p.role_name),
+            ("kind", p.kind),
+            ("agency_id", p.agency_id),
+            ("insurer_id", p.insurer_id),
+        )
+        return [(Insert("principal", (values,)),)]
+    if action in ("delete", "remap") and w.principal:
+        p = draw(st.sampled_from(w.principal))
+        delete: Step = (Delete("principal", (("role_name", p.role_name),)),)
+        if action == "delete" or not p.role_name.startswith("staff_"):  # a default name keeps its mapping
+            return [delete, provision] if draw(st.booleans()) else [delete]
+        insert: Step = (Insert("principal", (_principal_values(draw, w, p.role_name),)),)
+        return [delete, provision, insert, provision]
+    if action == "add":
+        taken = {p.role_name for p in w.principal} | set(orphans)
+        name = next(f"staff_x{k}" for k in range(1, len(taken) + 2) if f"staff_x{k}" not in taken)
+        insert = (Insert("principal", (_principal_values(draw, w, name),)),)
+        return [insert, provision] if draw(st.integers(0, 3)) else [insert]
+    return [provision]
+
+
+def _customer(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """Contact columns, or the prospect's registering agency."""
+    if not w.customer:
+        return []
+    c = draw(st.sampled_from(w.customer))
+    if draw(st.booleans()):
+        values: Assignments = (
+            ("phone", f"090-{draw(st.integers(0, 9999)):04d}"),
+            ("email", draw(st.none() | st.just(f"customer{c.id}@example.com"))),
+        )
+    else:
+        values = (("registered_by_agency_id", draw(st.none() | _agency_ids(w))),)
+    return [(Update("customer", values, _where_id(c.id)),)]
+
+
+def _garbage(draw: st.DrawFn, w: World, orphans: dict[str, Principal]) -> list[Step]:
+    """A loader writes the copied handler links (scope columns the spec does not list): another
+    agency, nothing, or every link valid forever; alone, with a real change, or on a new row."""
+    agency = draw(_agency_ids(w))
+    insurer = draw(st.sampled_from(w.insurer)).id
+    forever = Raw("array_fill('(,)'::tstzrange, ARRAY[cardinality(handler_agency_ids)])")
+    contract_agency: Assignments = (
+        ("handler_agency_ids", Raw(f"'{{{agency}}}'")),
+        ("handler_windows", Raw("ARRAY['(,)'::tstzrange]")),
+    )
+    customer_agency: Assignments = (
+        ("handler_agency_ids", Raw(f"'{{{agency}}}'")),
+        ("handler_insurer_ids", Raw(f"'{{{insurer}}}'")),
+        ("handler_windows", Raw("ARRAY['(,)'::tstzrange]")),
+        ("party_insurer_ids", Raw(f"'{{{insurer}}}'")),
+    )
+    target = draw(
+        st.sampled_from(
+            (
+                "contract",
+                "customer",
+                "contract_with_party",
+                "every_contract",
+                "new_customer",
+                "every_customer",
+            )
+        )
+    )
+    if target == "new_customer":
+        customer_id = _next_id(w.customer)
+        values: Assignments = (
+            ("id", customer_id),
+            ("full_name", f"Customer {customer_id}"),
+            *customer_agency,
+        )
+        return [(Insert("customer", (values,)),)]
+    if target in ("customer", "every_customer"):
+        if not w.customer:
+            return []
+        what = draw(st.sampled_from(("agency", "nothing", "forever")))
+        if what == "agency":
+            values = customer_agency
+        elif what == "nothing":
+            values = tuple((c, Raw("'{}'")) for c, _ in customer_agency)
+        else:
+            values = (("handler_windows", forever),)
+        where = _where_id(draw(st.sampled_from(w.customer)).id) if target == "customer" else ()
+        return [(Update("customer", values, where),)]
+    if not w.contract:
+        return []
+    what = draw(st.sampled_from(("agency", "nothing", "forever")))
+    if what == "agency":
+        values = contract_agency
+    elif what == "nothing":
+        values = (("handler_agency_ids", Raw("'{}'")), ("handler_windows", Raw("'{}'")))
+    else:
+        values = (("handler_windows", forever),)
+    c = draw(st.sampled_from(w.contract))
+    if target == "contract_with_party":
+        values += (("policyholder_id", draw(_customer_or_none(w))),)
+    return [(Update("contract", values, _where_id(c.id) if target != "every_contract" else ()),)]
+
+
+#: Families of writes, drawn with these weights (shrinking moves towards the first ones).
+WRITE_FAMILIES: tuple[Family, ...] = (
+    _handler_window,
+    _handler_window,
+    _handler_insert,
+    _handler_move,
+    _handler_delete,
+    _handler_many,
+    _handler_sync,
+    _contract_party,
+    _contract_party,
+    _entrustment,
+    _entrustment,
+    _supervision,
+    _supervision,
+    _principal,
+    _principal,
+    _garbage,
+    _garbage,
+    _customer,
+    _contract_insurer,
+    _contract_delete,
+    _contract_insert,
+    _handler_truncate,
+)
+
+
+@st.composite
+def write_steps(draw: st.DrawFn, world: World, max_steps: int = 6) -> tuple[Step, ...]:
+    """Up to ``max_steps`` draws of a family of writes on ``world`` as the previous ones left it;
+    now and then a write joins the previous step's transaction."""
+    planned = world
+    orphans: dict[str, Principal] = {}  # deleted principal rows whose roles provisioning has not pruned
+    steps: list[Step] = []
+    for _ in range(draw(st.integers(1, max_steps))):
+        for _attempt in range(3):  # a family may find nothing to write to (no handler rows left, ...)
+            new = draw_family(draw, planned, orphans)
+            if new:
+                break
+        else:  # a world always has an agency and an insurer
+            new = _entrustment_insert(draw, planned, orphans)
+        for k, step in enumerate(new):
+            before = planned.principal
+            planned = apply_step(planned, step, ANCHOR)  # planning needs ids only: any now will do
+            planned.check()
+            names = {p.role_name for p in planned.principal}
+            if is_provision(step):
+                orphans.clear()
+            orphans.update((p.role_name, p) for p in before if p.role_name not in names)
+            for name in names & set(orphans):
+                del orphans[name]
+            joinable = k == 0 and len(new) == 1 and steps and not is_provision(steps[-1])
+            if joinable and not is_provision(step) and draw(st.integers(0, 4)) == 0:
+                steps[-1] += step
+            else:
+                steps.append(step)
+    return tuple(steps)
+
+
+def draw_family(draw: st.DrawFn, world: World, orphans: dict[str, Principal]) -> list[Step]:
+    """One family's steps on ``world`` (none when the world lacks the rows it needs)."""
+    family = draw(st.sampled_from(WRITE_FAMILIES))
+    return family(draw, world, orphans)
+
+
+@st.composite
+def worlds_with_writes(draw: st.DrawFn, max_steps: int = 6) -> tuple[World, tuple[Step, ...]]:
+    """A random world and a sequence of loader writes to apply to it once loaded."""
+    world = draw(worlds())
+    return world, draw(write_steps(world, max_steps))

@@ -56,6 +56,10 @@ CREATE FUNCTION agency_rls.refresh_contract_scope(contract_ids bigint[]) RETURNS
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
+    -- Lock the rows first, read after: under READ COMMITTED the next statement takes a new
+    -- snapshot, so a concurrent writer of these rows that committed while we waited is seen.
+    -- (Read first and the UPDATE, after waiting, would write a value computed without it.)
+    SELECT c.id FROM public.contract AS c WHERE c.id = ANY (contract_ids) ORDER BY c.id FOR NO KEY UPDATE;
     UPDATE public.contract AS c
        SET handler_agency_ids = fresh.agency_ids,
            handler_windows = fresh.windows
@@ -77,6 +81,10 @@ CREATE FUNCTION agency_rls.refresh_customer_scope(customer_ids bigint[]) RETURNS
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
+    -- Lock the rows first, read after: under READ COMMITTED the next statement takes a new
+    -- snapshot, so a concurrent writer of these rows that committed while we waited is seen.
+    -- (Read first and the UPDATE, after waiting, would write a value computed without it.)
+    SELECT cu.id FROM public.customer AS cu WHERE cu.id = ANY (customer_ids) ORDER BY cu.id FOR NO KEY UPDATE;
     UPDATE public.customer AS cu
        SET handler_agency_ids = fresh.agency_ids,
            handler_insurer_ids = fresh.insurer_ids,
