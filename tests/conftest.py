@@ -28,7 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="differential fuzzing: run N random worlds (new ones each run) instead of the CI's fixed 200",
+        help="differential fuzzing: run N random worlds and N/2 write sequences (new ones each run) instead of the CI's fixed set",
     )
 
 

@@ -13,7 +13,19 @@ from typer.testing import CliRunner
 
 from tests.support import ScratchDatabase
 
-COMMANDS = ["migrate", "downgrade", "current", "history", "provision", "demo", "matrix", "check"]
+COMMANDS = [
+    "migrate",
+    "downgrade",
+    "current",
+    "history",
+    "provision",
+    "demo",
+    "matrix",
+    "check",
+    "seed",
+    "bench",
+    "alembic",
+]
 
 
 def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
