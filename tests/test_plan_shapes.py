@@ -75,3 +75,21 @@ def test_policies_stay_on_the_index_and_compute_scope_once(world: World, persona
         assert per_row_probe_is_constant(subplan), f"{table} as {persona}: a per-row SubPlan scans\n{text}"
     assert calls_outside_initplans(plan[0]["Plan"]) == [], f"{table} as {persona}: scope computed per row"
     assert any(n.get("Parent Relationship") == "InitPlan" for n in nodes), text
+
+
+@pytest.mark.parametrize("persona", ["agency_s1", "agency_w11", "staff_nl_at_m1"])
+def test_agencies_reach_contracts_through_the_copied_handler_links(world: World, persona: str) -> None:
+    """The overlap with the caller's agencies is the index condition (contract_handler_agency_ids_idx).
+
+    It is one only because ``contract_agency_handles`` is RESTRICTIVE and sorts before the entrustment
+    guard: PostgreSQL gives restrictive policies security levels in name order, and only the first
+    level may use a non-LEAKPROOF operator such as ``&&`` as an index condition. Renamed or made
+    permissive, the policy silently becomes a filter over every contract of the caller's insurers.
+    """
+    with world.acting_as(persona) as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        (plan,) = cur.execute("EXPLAIN (FORMAT JSON) SELECT count(*) FROM public.contract").fetchone()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    indexes = {n.get("Index Name") for n in plan_nodes(plan[0]["Plan"])}
+    assert "contract_handler_agency_ids_idx" in indexes, json.dumps(plan)
