@@ -166,75 +166,27 @@ def refresh_scope_copies(conn: psycopg.Connection[Any]) -> None:
     """Recompute the handler links copied onto every contract and customer row (scope_columns.sql).
 
     Triggers keep them exact on every write; a load with triggers off leaves them stale, and a
-    stale copy grants or withholds access. Two set-based statements (one aggregate over the
-    handler rows, one over the contracts' parties, hash joins): seconds per million contracts.
-    Only rows whose copy differs are written (their triggers then refresh what depends on them).
+    stale copy grants or withholds access. The set-based refresh is the database's own
+    (``agency_rls.refresh_all_scope_copies()``, one implementation); then every cached plan that
+    folded a principal's agencies is re-planned (``agency_rls.replan_scopes()``), since such a
+    load may have added supervision without its trigger.
     """
-    if conn.execute("SELECT to_regclass('agency_rls.provisioned_principal')").fetchone() == (None,):
-        return
-    has_copies = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'public.contract'::regclass"
+    functions = conn.execute(
+        "SELECT to_regprocedure('agency_rls.refresh_all_scope_copies()') IS NOT NULL,"
+        " to_regprocedure('agency_rls.replan_scopes()') IS NOT NULL,"
+        " EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('public.contract')"
         " AND attname = 'handler_agency_ids' AND NOT attisdropped)"
     ).fetchone()
-    if not has_copies or not has_copies[0]:
-        return  # a database below revision 0006 has no copies
-    conn.execute(_REFRESH_CONTRACT_COPIES)
-    conn.execute(_REFRESH_CUSTOMER_COPIES)
-
-
-#: agency_rls.validity() written out: the DBA need not be able to execute the helper's functions.
-_WINDOW = (
-    "CASE WHEN h.valid_to <= h.valid_from THEN 'empty'::tstzrange"
-    " ELSE pg_catalog.tstzrange(h.valid_from, h.valid_to, '[)') END"
-)
-
-_REFRESH_CONTRACT_COPIES = f"""
-UPDATE public.contract AS c
-   SET handler_agency_ids = fresh.agency_ids, handler_windows = fresh.windows
-  FROM (SELECT c2.id, coalesce(links.agency_ids, '{{}}') AS agency_ids, coalesce(links.windows, '{{}}') AS windows
-          FROM public.contract AS c2
-          LEFT JOIN (SELECT h.contract_id,
-                            array_agg(h.agency_id ORDER BY h.id) AS agency_ids,
-                            array_agg({_WINDOW} ORDER BY h.id) AS windows
-                       FROM public.contract_handler AS h
-                      GROUP BY h.contract_id) AS links ON links.contract_id = c2.id) AS fresh
- WHERE c.id = fresh.id
-   AND (c.handler_agency_ids, c.handler_windows) IS DISTINCT FROM (fresh.agency_ids, fresh.windows)
-"""
-
-_REFRESH_CUSTOMER_COPIES = """
-UPDATE public.customer AS cu
-   SET handler_agency_ids = fresh.agency_ids, handler_insurer_ids = fresh.insurer_ids,
-       handler_windows = fresh.windows, party_insurer_ids = fresh.party_insurer_ids
-  FROM (SELECT cu2.id,
-               coalesce(links.agency_ids, '{}') AS agency_ids,
-               coalesce(links.insurer_ids, '{}') AS insurer_ids,
-               coalesce(links.windows, '{}') AS windows,
-               coalesce(links.party_insurer_ids, '{}') AS party_insurer_ids
-          FROM public.customer AS cu2
-          LEFT JOIN (SELECT party.customer_id,
-                            array_agg(link.agency_id ORDER BY party.contract_id, link.n)
-                                FILTER (WHERE link.agency_id IS NOT NULL) AS agency_ids,
-                            array_agg(party.insurer_id ORDER BY party.contract_id, link.n)
-                                FILTER (WHERE link.agency_id IS NOT NULL) AS insurer_ids,
-                            array_agg(link.valid ORDER BY party.contract_id, link.n)
-                                FILTER (WHERE link.agency_id IS NOT NULL) AS windows,
-                            array_agg(DISTINCT party.insurer_id) AS party_insurer_ids
-                       FROM (SELECT c.policyholder_id AS customer_id, c.id AS contract_id, c.insurer_id,
-                                    c.handler_agency_ids, c.handler_windows
-                               FROM public.contract AS c WHERE c.policyholder_id IS NOT NULL
-                             UNION ALL
-                             SELECT c.insured_id, c.id, c.insurer_id, c.handler_agency_ids, c.handler_windows
-                               FROM public.contract AS c
-                              WHERE c.insured_id IS NOT NULL
-                                AND c.insured_id IS DISTINCT FROM c.policyholder_id) AS party
-                       LEFT JOIN LATERAL unnest(party.handler_agency_ids, party.handler_windows)
-                                 WITH ORDINALITY AS link (agency_id, valid, n) ON true
-                      GROUP BY party.customer_id) AS links ON links.customer_id = cu2.id) AS fresh
- WHERE cu.id = fresh.id
-   AND (cu.handler_agency_ids, cu.handler_insurer_ids, cu.handler_windows, cu.party_insurer_ids)
-       IS DISTINCT FROM (fresh.agency_ids, fresh.insurer_ids, fresh.windows, fresh.party_insurer_ids)
-"""
+    refresh, replan, has_copies = functions if functions else (False, False, False)
+    if has_copies and not refresh:
+        raise MaintenanceError(
+            "this database is at revision 0006, whose copies provision cannot refresh: run "
+            "`agency-rls migrate` first"
+        )
+    if refresh:
+        conn.execute("SELECT agency_rls.refresh_all_scope_copies()")
+    if replan:
+        conn.execute("SELECT agency_rls.replan_scopes()")
 
 
 def _require_unfiltered(conn: psycopg.Connection[Any]) -> None:

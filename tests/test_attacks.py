@@ -306,6 +306,7 @@ def test_18_a_group_member_without_a_principal_row_sees_nothing(
         for function in (
             "handling_agency_ids",
             "addressee_agency_ids",
+            "planned_agency_ids",
             "scope_insurer_ids",
         ):
             assert conn.execute(f"SELECT agency_rls.{function}()").fetchone() == ([],), function
@@ -321,6 +322,7 @@ FUNCTION_TABLES = {
     "scope_insurer_ids": "insurer",
     "handling_agency_ids": "agency",
     "addressee_agency_ids": "agency",
+    "planned_agency_ids": "agency",
     "visible_agency_ids": "agency",
     "visible_supervision_ids": "supervision",
     "visible_entrustment_ids": "entrustment",

@@ -34,6 +34,9 @@ ALTER FUNCTION agency_rls.supervised_agency_ids()     OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.supervisor_agency_ids()     OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.handling_agency_ids()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.addressee_agency_ids()      OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.planned_agency_ids()        OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.replan_scopes()             OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.supervision_changed()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
@@ -41,6 +44,7 @@ ALTER FUNCTION agency_rls.contract_handler_insurer()  OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.validity(timestamptz, timestamptz) OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.refresh_contract_scope(bigint[]) OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.refresh_customer_scope(bigint[]) OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.refresh_all_scope_copies() OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.handler_rows_inserted()     OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.handler_rows_updated()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.handler_rows_deleted()      OWNER TO {{helper}};
@@ -65,6 +69,7 @@ GRANT EXECUTE ON FUNCTION
     agency_rls.scope_insurer_ids(),
     agency_rls.handling_agency_ids(),
     agency_rls.addressee_agency_ids(),
+    agency_rls.planned_agency_ids(),
     agency_rls.visible_agency_ids(),
     agency_rls.visible_supervision_ids(),
     agency_rls.visible_entrustment_ids()
@@ -102,6 +107,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,
        public.contract, public.contract_handler, public.notice, public.notice_receipt, public.principal
     TO {{loader}};
+-- After a load with triggers off: recompute the copied links, re-plan the folded identities.
+GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies(), agency_rls.replan_scopes() TO {{loader}};
 
 -- Privileges nobody here granted: the installer's default privileges (ALTER DEFAULT PRIVILEGES,
 -- common on managed services) give a table or identity sequence to some role or PUBLIC the moment

@@ -45,10 +45,12 @@ ALTER TABLE public.contract FORCE ROW LEVEL SECURITY;
 -- restrictive policy at its own security level (in name order) and the permissive ones after
 -- them, and only the first level may use an operator that is not LEAKPROOF (array overlap is
 -- not) as an index condition. As a permissive policy behind the entrustment guard, the overlap
--- was a filter over every contract of the caller's insurers.
+-- was a filter over every contract of the caller's insurers. Its agencies are folded into the
+-- plan (agency_rls.planned_agency_ids(), scope_functions.sql), so that the planner estimates the
+-- caller's own share of the table; the permissive policy decides with the agencies of now.
 CREATE POLICY contract_agency_handles ON public.contract
     AS RESTRICTIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids()));
+    USING (handler_agency_ids && agency_rls.planned_agency_ids());
 CREATE POLICY contract_read_handled ON public.contract
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (EXISTS (SELECT
@@ -60,7 +62,8 @@ CREATE POLICY contract_read_insurer ON public.contract
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every contract of the caller's insurers in every statement
--- (a bitmap of hundreds of thousands of rows ANDed with the the handler links' GIN index (agencies) or the insurer policy's index). The rows come from the handler links' GIN index (agencies) or the insurer policy's index.
+-- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the
+-- handler links' GIN index (agencies) or the insurer policy's index.
 CREATE POLICY contract_entrustment_guard ON public.contract
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
     USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
@@ -86,10 +89,11 @@ ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.customer FORCE ROW LEVEL SECURITY;
 -- Policyholder or insured of a contract the caller sees: the contract policy's rule, on the
 -- links of the customer's contracts copied onto the customer row (each with its insurer, for the
--- entrustment guard).
+-- entrustment guard). The overlap with the agencies folded into the plan finds the candidates on
+-- the GIN index (see contract_agency_handles); each is then decided with the links valid now.
 CREATE POLICY customer_read_through_contract ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+    USING (handler_agency_ids && agency_rls.planned_agency_ids()
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -113,7 +117,7 @@ CREATE POLICY customer_insert_prospect ON public.customer
 CREATE POLICY customer_update_contact ON public.customer
     AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
     USING ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND handler_agency_ids && agency_rls.planned_agency_ids()
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -121,7 +125,7 @@ CREATE POLICY customer_update_contact ON public.customer
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()))
     WITH CHECK ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && (SELECT agency_rls.handling_agency_ids())
+           AND handler_agency_ids && agency_rls.planned_agency_ids()
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -151,7 +155,8 @@ CREATE POLICY notice_read_insurer ON public.notice
     USING (insurer_id = (SELECT agency_rls.insurer_id()));
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every notice of the caller's insurers in every statement
--- (a bitmap of hundreds of thousands of rows ANDed with the the addressee index (agencies) or the insurer policy's index). The rows come from the addressee index (agencies) or the insurer policy's index.
+-- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the
+-- addressee index (agencies) or the insurer policy's index.
 CREATE POLICY notice_entrustment_guard ON public.notice
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
     USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)

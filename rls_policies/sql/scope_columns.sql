@@ -116,6 +116,66 @@ BEGIN ATOMIC
            IS DISTINCT FROM (fresh.agency_ids, fresh.insurer_ids, fresh.windows, fresh.party_insurer_ids);
 END;
 
+-- Recompute every copy, set-based (one aggregate over the handler rows, one over the contracts'
+-- parties): seconds per million contracts. For loads with triggers off (session_replication_role
+-- = replica), which leave the copies stale; provision runs it (agency_rls.rls_policies.maintenance)
+-- as a member of the loader role. Only rows whose copy differs are written.
+CREATE FUNCTION agency_rls.refresh_all_scope_copies() RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE public.contract AS c
+       SET handler_agency_ids = fresh.agency_ids,
+           handler_windows = fresh.windows
+      FROM (SELECT c2.id,
+                   coalesce(links.agency_ids, '{}') AS agency_ids,
+                   coalesce(links.windows, '{}') AS windows
+              FROM public.contract AS c2
+              LEFT JOIN (SELECT h.contract_id,
+                                array_agg(h.agency_id ORDER BY h.id) AS agency_ids,
+                                array_agg(agency_rls.validity(h.valid_from, h.valid_to) ORDER BY h.id) AS windows
+                           FROM public.contract_handler AS h
+                          GROUP BY h.contract_id) AS links
+                ON links.contract_id = c2.id) AS fresh
+     WHERE c.id = fresh.id
+       AND (c.handler_agency_ids, c.handler_windows) IS DISTINCT FROM (fresh.agency_ids, fresh.windows);
+    UPDATE public.customer AS cu
+       SET handler_agency_ids = fresh.agency_ids,
+           handler_insurer_ids = fresh.insurer_ids,
+           handler_windows = fresh.windows,
+           party_insurer_ids = fresh.party_insurer_ids
+      FROM (SELECT cu2.id,
+                   coalesce(links.agency_ids, '{}') AS agency_ids,
+                   coalesce(links.insurer_ids, '{}') AS insurer_ids,
+                   coalesce(links.windows, '{}') AS windows,
+                   coalesce(links.party_insurer_ids, '{}') AS party_insurer_ids
+              FROM public.customer AS cu2
+              LEFT JOIN (SELECT party.customer_id,
+                                array_agg(link.agency_id ORDER BY party.contract_id, link.n)
+                                    FILTER (WHERE link.agency_id IS NOT NULL) AS agency_ids,
+                                array_agg(party.insurer_id ORDER BY party.contract_id, link.n)
+                                    FILTER (WHERE link.agency_id IS NOT NULL) AS insurer_ids,
+                                array_agg(link.valid ORDER BY party.contract_id, link.n)
+                                    FILTER (WHERE link.agency_id IS NOT NULL) AS windows,
+                                array_agg(DISTINCT party.insurer_id) AS party_insurer_ids
+                           FROM (SELECT c.policyholder_id AS customer_id, c.id AS contract_id, c.insurer_id,
+                                        c.handler_agency_ids, c.handler_windows
+                                   FROM public.contract AS c
+                                  WHERE c.policyholder_id IS NOT NULL
+                                 UNION ALL
+                                 SELECT c.insured_id, c.id, c.insurer_id, c.handler_agency_ids, c.handler_windows
+                                   FROM public.contract AS c
+                                  WHERE c.insured_id IS NOT NULL
+                                    AND c.insured_id IS DISTINCT FROM c.policyholder_id) AS party
+                           LEFT JOIN LATERAL unnest(party.handler_agency_ids, party.handler_windows)
+                                     WITH ORDINALITY AS link (agency_id, valid, n) ON true
+                          GROUP BY party.customer_id) AS links
+                ON links.customer_id = cu2.id) AS fresh
+     WHERE cu.id = fresh.id
+       AND (cu.handler_agency_ids, cu.handler_insurer_ids, cu.handler_windows, cu.party_insurer_ids)
+           IS DISTINCT FROM (fresh.agency_ids, fresh.insurer_ids, fresh.windows, fresh.party_insurer_ids);
+END;
+
 -- contract_handler changed: refresh the contracts whose links changed.
 CREATE FUNCTION agency_rls.handler_rows_inserted() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER

@@ -204,6 +204,76 @@ BEGIN
 END
 $$;
 
+-- The caller's agencies as the planner sees them: its own agency and every agency it supervises
+-- now or will (supervision rows that have not ended), folded into the plan as a constant. Why:
+-- with the caller's agencies hidden in an InitPlan the planner assumed 1% of the rows for every
+-- principal, the smallest and the largest alike; with a constant it reads the per-agency
+-- frequencies of the copied handler links (pg_stats) and plans for this caller.
+--
+-- Declared IMMUTABLE so that the planner evaluates it once, while planning; it is not immutable
+-- (it reads the caller's role and supervision), and it is safe only because of how it is used:
+--   - only to narrow: the policies that use it also require a link that is valid now for an
+--     agency of handling_agency_ids(), evaluated at every statement. A stale value can hide rows
+--     (a supervision added after the plan was made) and never show one that the rule refuses;
+--   - a plan never outlives its caller: PostgreSQL re-plans a cached statement on a table with
+--     row level security when the current role differs from the role it was planned for, and a
+--     principal's mapping never changes in place (principal_guard.sql);
+--   - a supervision change re-plans every statement that folded it (agency_rls.replan_scopes()
+--     below), so a new supervision counts from the next statement, as the rule says.
+-- Empty for insurers and non-principals (an overlap with an empty array is false).
+CREATE FUNCTION agency_rls.planned_agency_ids() RETURNS bigint[]
+    LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        WITH me AS MATERIALIZED (
+            SELECT me.agency_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'agency'
+        )
+        SELECT coalesce(array_agg(DISTINCT seen.id ORDER BY seen.id), '{}')
+          FROM (
+                SELECT me.agency_id AS id
+                  FROM me
+                UNION ALL
+                SELECT s.working_agency_id
+                  FROM me
+                  JOIN public.supervision AS s ON s.supervising_agency_id = me.agency_id
+                 WHERE s.valid_to IS NULL OR now() < s.valid_to
+               ) AS seen
+    );
+END
+$$;
+
+-- Re-plan every cached statement that folded agency_rls.planned_agency_ids(): PostgreSQL records
+-- a plan's dependency on a function it evaluated while planning, and altering the function
+-- (even to the same cost) invalidates those plans in every session at commit. The advisory lock
+-- serialises concurrent writers of supervision, whose ALTERs of the one catalog row would
+-- otherwise fail with "tuple concurrently updated". Run by the supervision trigger below and by
+-- provision after loads with triggers off.
+CREATE FUNCTION agency_rls.replan_scopes() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock('pg_catalog.pg_proc'::regclass::oid::integer,
+                                             'agency_rls.planned_agency_ids()'::regprocedure::oid::integer);
+    ALTER FUNCTION agency_rls.planned_agency_ids() COST 100;
+END
+$$;
+
+CREATE FUNCTION agency_rls.supervision_changed() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM agency_rls.replan_scopes();
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER supervision_replans_scopes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.supervision
+    FOR EACH STATEMENT EXECUTE FUNCTION agency_rls.supervision_changed();
+
 -- Addressees whose notices reach the caller: its own agency and the agencies currently
 -- supervising it (notices flow down only). Empty for insurers and non-principals.
 CREATE FUNCTION agency_rls.addressee_agency_ids() RETURNS bigint[]
