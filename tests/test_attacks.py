@@ -323,6 +323,7 @@ FUNCTION_TABLES = {
     "handling_agency_ids": "agency",
     "addressee_agency_ids": "agency",
     "planned_agency_ids": "agency",
+    "planned_restriction": "insurer",
     "visible_agency_ids": "agency",
     "visible_supervision_ids": "supervision",
     "visible_entrustment_ids": "entrustment",

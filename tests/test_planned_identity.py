@@ -156,3 +156,19 @@ def test_planned_agencies_are_not_a_grant(small: World) -> None:
     with small.backend.transaction(force_rollback=True), small.backend.cursor() as cur:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             cur.execute("SELECT agency_rls.planned_agency_ids()")
+
+
+def test_seconded_staff_plans_with_its_insurer_and_no_one_else_does(world: World) -> None:
+    """The restriction is folded to an equality for the restricted principal, to nothing for others."""
+    from agency_rls.checks.sample_world import INSURER_IDS
+
+    nl = INSURER_IDS["NL"]
+    for table in ("contract", "notice"):
+        plan = plan_text(world, "staff_nl_at_m1", f"SELECT id FROM public.{table}")
+        assert f"(insurer_id = '{nl}'::bigint)" in plan, plan
+        plan = plan_text(world, "agency_m1", f"SELECT id FROM public.{table}")
+        assert "planned_restriction" not in plan and f"insurer_id = '{nl}'" not in plan, plan
+    with world.acting_as("staff_nl_at_m1") as cur:
+        assert cur.execute("SELECT agency_rls.planned_restriction()").fetchone() == (nl,)
+    with world.acting_as("agency_m1") as cur:
+        assert cur.execute("SELECT agency_rls.planned_restriction()").fetchone() == (None,)

@@ -2,6 +2,8 @@
 -- (provision refreshes the copies through agency_rls.refresh_all_scope_copies(): at 0006 it asks
 -- for `agency-rls migrate` first.)
 
+DROP POLICY contract_restricted_insurer ON public.contract;
+DROP POLICY notice_restricted_insurer ON public.notice;
 DROP POLICY contract_agency_handles ON public.contract;
 DROP POLICY customer_read_through_contract ON public.customer;
 DROP POLICY customer_update_contact ON public.customer;
@@ -54,4 +56,5 @@ DROP TRIGGER supervision_replans_scopes ON public.supervision;
 DROP FUNCTION agency_rls.supervision_changed();
 DROP FUNCTION agency_rls.replan_scopes();
 DROP FUNCTION agency_rls.planned_agency_ids();
+DROP FUNCTION agency_rls.planned_restriction();
 DROP FUNCTION agency_rls.refresh_all_scope_copies();

@@ -51,6 +51,27 @@ BEGIN
 END
 $$;
 
+-- A restricted principal's insurer (seconded staff of one insurer), folded into the plan like
+-- planned_agency_ids(); NULL for everyone else. The policies write
+--     planned_restriction() IS NULL OR insurer_id = planned_restriction()
+-- which the planner folds to "true" for everyone else and to "insurer_id = <N>" for the
+-- restricted principal: an equality it can estimate and combine with the GIN index, where the
+-- GIN index alone returns the agency's rows of every insurer. It only narrows (the entrustment
+-- guard already holds the principal to N), and a principal's restriction never changes in place
+-- (principal_guard.sql), so no plan it was folded into can go stale.
+CREATE FUNCTION agency_rls.planned_restriction() RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT me.insurer_id
+          FROM agency_rls.acting_principal() AS me
+         WHERE me.kind = 'agency' AND me.insurer_id IS NOT NULL
+    );
+END
+$$;
+
 -- Re-plan every cached statement that folded agency_rls.planned_agency_ids(): PostgreSQL records
 -- a plan's dependency on a function it evaluated while planning, and altering the function
 -- (even to the same cost) invalidates those plans in every session at commit. The advisory lock
@@ -142,14 +163,15 @@ BEGIN ATOMIC
 END;
 
 ALTER FUNCTION agency_rls.planned_agency_ids()        OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.planned_restriction()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.replan_scopes()             OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.supervision_changed()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.refresh_all_scope_copies()  OWNER TO {{helper}};
 REVOKE CREATE ON SCHEMA agency_rls FROM {{helper}};
-REVOKE ALL ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.replan_scopes(),
+REVOKE ALL ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.planned_restriction(), agency_rls.replan_scopes(),
                        agency_rls.supervision_changed(), agency_rls.refresh_all_scope_copies()
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION agency_rls.planned_agency_ids()
+GRANT EXECUTE ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.planned_restriction()
     TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
 GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies(), agency_rls.replan_scopes() TO {{loader}};
 
@@ -203,3 +225,14 @@ CREATE POLICY customer_update_contact ON public.customer
                         WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()));
+
+-- Seconded staff: only the insurer it is restricted to, as an equality the planner sees
+-- (agency_rls.planned_restriction(): folded to "true" for every other principal).
+CREATE POLICY contract_restricted_insurer ON public.contract
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (agency_rls.planned_restriction() IS NULL OR insurer_id = agency_rls.planned_restriction());
+
+-- Seconded staff: as on contract.
+CREATE POLICY notice_restricted_insurer ON public.notice
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (agency_rls.planned_restriction() IS NULL OR insurer_id = agency_rls.planned_restriction());

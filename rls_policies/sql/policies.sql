@@ -69,6 +69,12 @@ CREATE POLICY contract_entrustment_guard ON public.contract
     USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
     WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
 
+-- Seconded staff: only the insurer it is restricted to, as an equality the planner sees
+-- (agency_rls.planned_restriction(): folded to "true" for every other principal).
+CREATE POLICY contract_restricted_insurer ON public.contract
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (agency_rls.planned_restriction() IS NULL OR insurer_id = agency_rls.planned_restriction());
+
 -- contract_handler: the handler rows of the contracts the caller sees (any agency, any validity).
 -- insurer_id is the contract's, kept exact by a trigger (derived_columns.sql).
 ALTER TABLE public.contract_handler ENABLE ROW LEVEL SECURITY;
@@ -161,6 +167,11 @@ CREATE POLICY notice_entrustment_guard ON public.notice
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
     USING ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE)
     WITH CHECK ((insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])) IS TRUE);
+
+-- Seconded staff: as on contract.
+CREATE POLICY notice_restricted_insurer ON public.notice
+    AS RESTRICTIVE FOR SELECT TO {{agency_group}}
+    USING (agency_rls.planned_restriction() IS NULL OR insurer_id = agency_rls.planned_restriction());
 
 -- notice_receipt --------------------------------------------------------------------------
 ALTER TABLE public.notice_receipt ENABLE ROW LEVEL SECURITY;

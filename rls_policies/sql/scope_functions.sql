@@ -244,6 +244,27 @@ BEGIN
 END
 $$;
 
+-- A restricted principal's insurer (seconded staff of one insurer), folded into the plan like
+-- planned_agency_ids(); NULL for everyone else. The policies write
+--     planned_restriction() IS NULL OR insurer_id = planned_restriction()
+-- which the planner folds to "true" for everyone else and to "insurer_id = <N>" for the
+-- restricted principal: an equality it can estimate and combine with the GIN index, where the
+-- GIN index alone returns the agency's rows of every insurer. It only narrows (the entrustment
+-- guard already holds the principal to N), and a principal's restriction never changes in place
+-- (principal_guard.sql), so no plan it was folded into can go stale.
+CREATE FUNCTION agency_rls.planned_restriction() RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT me.insurer_id
+          FROM agency_rls.acting_principal() AS me
+         WHERE me.kind = 'agency' AND me.insurer_id IS NOT NULL
+    );
+END
+$$;
+
 -- Re-plan every cached statement that folded agency_rls.planned_agency_ids(): PostgreSQL records
 -- a plan's dependency on a function it evaluated while planning, and altering the function
 -- (even to the same cost) invalidates those plans in every session at commit. The advisory lock
