@@ -80,11 +80,15 @@ def resolve_prefix(conn: psycopg.Connection, option: str | None) -> str:
             )
         return check_prefix(option)
     if option is not None and option != stored:
-        raise LintError(f"--role-prefix {option!r} differs from the prefix stored in the database ({stored!r})")
+        raise LintError(
+            f"--role-prefix {option!r} differs from the prefix stored in the database ({stored!r})"
+        )
     return stored
 
 
-def rule_parameters(conn: psycopg.Connection, prefix: str, server_version_num: int | None) -> dict[str, object]:
+def rule_parameters(
+    conn: psycopg.Connection, prefix: str, server_version_num: int | None
+) -> dict[str, object]:
     """The parameters every rule may use (see ``agency_rls.lint.rule``)."""
     database, version = conn.execute(
         "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version_num')::int"
@@ -184,7 +188,5 @@ def run_lint(
         report = lint_connection(
             conn, role_prefix=role_prefix, server_version_num=server_version_num, rules=rules
         )
-    report.findings, report.unused_waivers = apply_waivers(
-        report.findings, waivers, today or dt.date.today()
-    )
+    report.findings, report.unused_waivers = apply_waivers(report.findings, waivers, today or dt.date.today())
     return report

@@ -54,7 +54,12 @@ class Waiver:
 
     def as_dict(self) -> dict[str, str]:
         """Plain data for the outputs."""
-        return {"rule": self.rule, "object": self.object, "reason": self.reason, "expires": self.expires.isoformat()}
+        return {
+            "rule": self.rule,
+            "object": self.object,
+            "reason": self.reason,
+            "expires": self.expires.isoformat(),
+        }
 
 
 def load_waivers(path: str | Path, known_rules: Iterable[str]) -> list[Waiver]:
