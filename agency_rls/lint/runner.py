@@ -7,7 +7,8 @@ an old revision does not have) is reported as an error finding and the others st
 
 Who may lint: any role that can read the catalogs: a superuser, the database owner, a NOSUPERUSER
 DBA (managed PostgreSQL). Only ``principal_row_not_principal`` needs more (it reads every principal
-row: a superuser or a member of the loader role) and says so when it cannot.
+row: a superuser or a member of the loader role) and says so, as a warning, when it cannot; a
+rule refused for lack of privilege is a warning, any other failure of a rule an error.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def rule_parameters(
     conn: psycopg.Connection, prefix: str, server_version_num: int | None
 ) -> dict[str, object]:
     """The parameters every rule may use (see ``agency_rls.lint.rule``)."""
-    database, version = conn.execute(
-        "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version_num')::int"
+    database, version, linter = conn.execute(
+        "SELECT pg_catalog.current_database(), pg_catalog.current_setting('server_version_num')::int,"
+        " pg_catalog.quote_ident(current_user)"
     ).fetchone()  # type: ignore[misc]
     roles = ManagementRoles(prefix)
     return {
@@ -108,6 +110,7 @@ def rule_parameters(
         "management_marker": management_marker(database),
         "personal_column_pattern": PERSONAL_COLUMN_PATTERN,
         "server_version_num": server_version_num if server_version_num is not None else version,
+        "linter": linter,
     }
 
 
@@ -116,6 +119,17 @@ def run_rule(conn: psycopg.Connection, rule: Rule, params: dict[str, object]) ->
     try:
         with conn.transaction():
             rows = conn.execute(rule.sql, {**params, **rule.params}).fetchall()  # type: ignore[arg-type]
+    except psycopg.errors.InsufficientPrivilege as error:
+        reason = " ".join(str(error).split())
+        return [
+            Finding(
+                rule=rule.id,
+                level=Level.warning,
+                object="lint",
+                message=f"rule {rule.id} could not run as {params['linter']}: {reason}",
+                remedy="lint as a superuser or as the DBA who migrated the database (a member of the loader role)",
+            )
+        ]
     except psycopg.Error as error:
         reason = " ".join(str(error).split())
         return [
@@ -124,7 +138,7 @@ def run_rule(conn: psycopg.Connection, rule: Rule, params: dict[str, object]) ->
                 level=Level.error,
                 object="lint",
                 message=f"rule {rule.id} could not run: {reason}",
-                remedy="lint as the database owner or a superuser; report it if that does not help",
+                remedy="lint a database migrated by agency-rls, as its owner or a superuser; report it otherwise",
             )
         ]
     return [
