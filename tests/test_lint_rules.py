@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from agency_rls.lint import Finding, Level, all_rules, lint_connection
-from agency_rls.lint.runner import LintError
 from agency_rls.rls_policies.names import ManagementRoles
 from psycopg import sql
 
+from agency_rls.lint import Finding, Level, all_rules, lint_connection
+from agency_rls.lint.runner import LintError
 from tests.support import World, create_database, sample_world_on
 
 
@@ -48,9 +48,7 @@ def role_names(world: World) -> dict[str, str]:
     }
 
 
-def plant_and_lint(
-    conn: psycopg.Connection, world: World, template: str, **options: object
-) -> list[Finding]:
+def plant_and_lint(conn: psycopg.Connection, world: World, template: str, **options: object) -> list[Finding]:
     """Run ``template`` ({name}: a role as an identifier, {name_literal}: as a string), lint, roll back."""
     names = role_names(world)
     params: dict[str, sql.Composable] = {key: sql.Identifier(value) for key, value in names.items()}
@@ -255,8 +253,9 @@ PLANTS = [
     pytest.param(
         "principal_owned_objects",
         "role {agency_w11}",
-        "GRANT {agency_w11} TO CURRENT_USER; CREATE TABLE public.lint_owned ();"
-        " ALTER TABLE public.lint_owned OWNER TO {agency_w11}",
+        "GRANT {agency_w11} TO CURRENT_USER; GRANT CREATE ON SCHEMA public TO {agency_w11};"
+        " CREATE TABLE public.lint_owned (); ALTER TABLE public.lint_owned OWNER TO {agency_w11};"
+        " REVOKE CREATE ON SCHEMA public FROM {agency_w11}",
         id="owned-table",
     ),
     pytest.param(
@@ -353,7 +352,8 @@ def test_a_role_setting_is_a_warning_and_an_owned_object_an_error(
         admin,
         lint_world,
         "ALTER ROLE {agency_w11} SET search_path = lint_evil, public; GRANT {agency_w11} TO CURRENT_USER;"
-        " CREATE TABLE public.lint_owned (); ALTER TABLE public.lint_owned OWNER TO {agency_w11}",
+        " GRANT CREATE ON SCHEMA public TO {agency_w11}; CREATE TABLE public.lint_owned ();"
+        " ALTER TABLE public.lint_owned OWNER TO {agency_w11}; REVOKE CREATE ON SCHEMA public FROM {agency_w11}",
     )
     owned = [f for f in findings if f.rule == "principal_owned_objects"]
     assert sorted((f.level, f.message.split(" ", 2)[2]) for f in owned) == [
@@ -369,19 +369,23 @@ def test_a_missing_principal_role_is_a_warning(admin: psycopg.Connection, lint_w
         "INSERT INTO public.principal (role_name, kind, agency_id)"
         f" SELECT '{lint_world.prefix}agency_not_yet', 'agency', min(id) FROM public.agency",
     )
-    assert fired(findings, "principal_row_not_principal", f"principal '{lint_world.prefix}agency_not_yet'").level is (
-        Level.warning
-    )
+    assert fired(
+        findings, "principal_row_not_principal", f"principal '{lint_world.prefix}agency_not_yet'"
+    ).level is (Level.warning)
 
 
 @pytest.mark.needs_superuser("creates a BYPASSRLS role attribute")
 def test_a_bypassrls_backend_is_reported(admin: psycopg.Connection, lint_world: World) -> None:
     findings = plant_and_lint(admin, lint_world, "ALTER ROLE {backend} BYPASSRLS")
-    assert "BYPASSRLS" in fired(findings, "role_privileged", f"role {role_names(lint_world)['backend']}").message
+    assert (
+        "BYPASSRLS" in fired(findings, "role_privileged", f"role {role_names(lint_world)['backend']}").message
+    )
 
 
 @pytest.mark.needs_superuser("creating a foreign data wrapper needs SUPERUSER")
-def test_a_foreign_table_readable_by_principals_is_reported(admin: psycopg.Connection, lint_world: World) -> None:
+def test_a_foreign_table_readable_by_principals_is_reported(
+    admin: psycopg.Connection, lint_world: World
+) -> None:
     findings = plant_and_lint(
         admin,
         lint_world,
@@ -414,7 +418,10 @@ def test_a_role_of_the_prefix_granted_in_another_database_is_reported(
     [
         (150008, "CVE-2024-10976 (15.9), CVE-2025-8713 (15.14)"),
         (150013, "CVE-2025-8713 (15.14)"),
-        (140003, "CVE-2023-2455 (14.8), CVE-2024-4317 (14.12), CVE-2024-10976 (14.14), CVE-2025-8713 (14.19)"),
+        (
+            140003,
+            "CVE-2023-2455 (14.8), CVE-2024-4317 (14.12), CVE-2024-10976 (14.14), CVE-2025-8713 (14.19)",
+        ),
         (170005, "CVE-2025-8713 (17.6)"),
         (120022, "out of support"),
         (150014, None),
@@ -448,12 +455,16 @@ def test_an_unprivileged_linter_is_told_what_it_could_not_check(lint_world: Worl
     assert not report.failed
 
 
-def test_a_linter_that_sees_only_some_principal_rows_says_so(admin: psycopg.Connection, lint_world: World) -> None:
+def test_a_linter_that_sees_only_some_principal_rows_says_so(
+    admin: psycopg.Connection, lint_world: World
+) -> None:
     """A member of the tables' owner may SELECT principal rows, but row level security is forced: it sees none."""
     reader = sql.Identifier(lint_world.role("lint_reader"))
     with admin.transaction(force_rollback=True):
         admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(reader))
-        admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role_names(lint_world)["owner"]), reader))
+        admin.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(role_names(lint_world)["owner"]), reader)
+        )
         admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(reader))
         admin.execute(sql.SQL("SET ROLE {}").format(reader))
         findings = lint_connection(admin).findings
