@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agency_rls.lint.finding import Finding, Level
 from agency_rls.lint.runner import LintReport
@@ -35,25 +36,44 @@ def _server(report: LintReport) -> str:
     return f"{report.server_version_num // 10000}.{report.server_version_num % 10000}"
 
 
+#: Narrower terminals (and CI logs) get one block per finding instead of a table that folds every cell.
+TABLE_MIN_WIDTH = 120
+
+
 def render_text(report: LintReport, console: Console) -> None:
-    """A table of the findings that count (waived ones are only counted), and a summary line."""
+    """The findings that count (waived ones are only counted) as a table, or as blocks on a narrow
+    terminal, and a summary line."""
     shown = [f for f in report.findings if not f.waived]
-    if shown:
+    rows = []
+    for finding in shown:
+        message = finding.message
+        if finding.waiver_expired and finding.waiver:
+            message += f" [waiver expired {finding.waiver['expires']}: {finding.waiver['reason']}]"
+        rows.append((finding, message))
+    if rows and console.width >= TABLE_MIN_WIDTH:
         table = Table(show_lines=True, expand=True)
         for column, ratio in (("level", 1), ("rule", 2), ("object", 3), ("message", 6), ("remedy", 4)):
             table.add_column(column, ratio=ratio, overflow="fold")
-        for finding in shown:
-            message = finding.message
-            if finding.waiver_expired and finding.waiver:
-                message += f" [waiver expired {finding.waiver['expires']}: {finding.waiver['reason']}]"
+        for finding, message in rows:
             table.add_row(
-                f"[{_STYLE[finding.level]}]{finding.level}[/]",
+                Text(str(finding.level), style=_STYLE[finding.level]),
                 finding.rule,
                 finding.object,
                 message,
                 finding.remedy,
             )
-        console.print(table, markup=True, highlight=False)
+        console.print(table, highlight=False)
+    else:
+        for finding, message in rows:
+            console.print(
+                Text.assemble(
+                    (str(finding.level).upper(), _STYLE[finding.level]), f" {finding.rule}  {finding.object}"
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(f"  {message}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"  remedy: {finding.remedy}", markup=False, highlight=False, soft_wrap=True)
     counts = report.counts()
     summary = (
         f"{report.database} (PostgreSQL {_server(report)}, role prefix {report.role_prefix!r}): "

@@ -82,7 +82,16 @@ def load_waivers(path: str | Path, known_rules: Iterable[str]) -> list[Waiver]:
     if not isinstance(entries, list):
         raise WaiverError(f"waiver file {path}: expected a list of waivers ([[waiver]] or 'waivers:')")
     known = set(known_rules)
-    return [_waiver(entry, f"{path} waiver {index}", known) for index, entry in enumerate(entries, start=1)]
+    waivers = [
+        _waiver(entry, f"{path} waiver {index}", known) for index, entry in enumerate(entries, start=1)
+    ]
+    seen: dict[tuple[str, str], str] = {}
+    for waiver in waivers:
+        key = (waiver.rule, waiver.object)
+        if key in seen:
+            raise WaiverError(f"{waiver.where}: waives {waiver.rule} on {waiver.object} again ({seen[key]})")
+        seen[key] = waiver.where
+    return waivers
 
 
 def _waiver(entry: object, where: str, known: set[str]) -> Waiver:
