@@ -500,6 +500,60 @@ def seed(
         console.print(f"  {label:<24}{principal['role']:<40}{counts}", highlight=False, markup=False)
 
 
+class LintFormat(StrEnum):
+    """``lint`` output: human (rich), machine (JSON), or SARIF 2.1.0 for code-scanning UIs."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+@app.command()
+@one_line_errors
+def lint(
+    database_url: DatabaseUrl = None,
+    output: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = LintFormat.text,
+    waivers: Annotated[
+        str | None,
+        typer.Option(
+            "--waivers", metavar="FILE", help="TOML or YAML file of waivers (rule, object, reason, expires)."
+        ),
+    ] = None,
+    role_prefix: Annotated[
+        str | None,
+        typer.Option(help="Role prefix, only for a database that does not store one (the stored one wins)."),
+    ] = None,
+    list_rules: Annotated[bool, typer.Option("--list-rules", help="Print each rule's doc and exit.")] = False,
+) -> None:
+    """Check the live database's catalogs for what would let rows leak: RLS flags, policies, definer
+    functions, role powers, grants, versions. Read-only.
+
+    Exit status: 0 clean (or only warnings, info and waived findings), 1 an error-level finding (or a
+    failure), 2 an invalid waiver file.
+    Examples: agency-rls lint; agency-rls lint --format sarif --waivers lint-waivers.toml > lint.sarif
+    """
+    from agency_rls.lint import WaiverError, all_rules, run_lint  # imported late: keeps --help fast
+    from agency_rls.lint.output import render_text, to_json, to_sarif
+
+    if list_rules:
+        for rule in all_rules():
+            print(f"{rule.id} ({rule.level})\n\n{rule.doc}\n")
+        return
+    try:
+        report = run_lint(database_url, role_prefix=role_prefix, waivers_path=waivers)
+    except WaiverError as error:
+        fail(f"agency-rls: lint: {error}")
+        raise typer.Exit(2) from None
+    if output is LintFormat.json:
+        print(to_json(report))
+    elif output is LintFormat.sarif:
+        print(json.dumps(to_sarif(report), indent=2))
+    else:
+        render_text(report, Console())
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 def alembic(
     arguments: Annotated[
