@@ -4,7 +4,10 @@ Written as ``(SELECT f())`` a function without arguments runs once per statement
 written as ``f()`` it runs for every row the policy looks at, which for a SECURITY DEFINER
 PL/pgSQL function on a million rows is the difference between milliseconds and minutes, and an
 unwrapped call is also never an index condition. Reported for functions of the application's
-schemas without arguments and for ``current_setting`` (as Supabase's splinter does).
+schemas without arguments and for ``current_setting`` (as Supabase's splinter does). Not for an
+IMMUTABLE function without arguments: the planner evaluates it once, while planning, and the plan
+carries the result as a constant (agency-rls's ``planned_agency_ids()`` and
+``planned_restriction()`` do this on purpose; scope_functions.sql says when that is safe).
 
 Bad::
 
@@ -41,6 +44,7 @@ called AS (
       JOIN pg_catalog.pg_proc AS f ON f.oid = d.refobjid
       JOIN pg_catalog.pg_namespace AS n ON n.oid = f.pronamespace
      WHERE f.pronamespace <> 'pg_catalog'::regnamespace AND f.pronargs = 0
+       AND f.provolatile <> 'i'  -- folded into the plan, evaluated once while planning
     UNION ALL
     -- catalog functions are pinned: no dependency is recorded on them, so look for the name
     SELECT p.oid, 'current_setting()', 'current_setting\\('
