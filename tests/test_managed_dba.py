@@ -118,7 +118,7 @@ def test_missing_privileges_are_named_up_front_in_one_line(
     result = CliRunner().invoke(app, ["migrate", "--database-url", plain_url, "--role-prefix", db.prefix])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"agency-rls: installing agency-rls needs CREATEROLE and ownership of database {db.name!r} and CREATE on"
+        f"agency-rls: migrating agency-rls needs CREATEROLE and ownership of database {db.name!r} and CREATE on"
         " schema public (or SUPERUSER);"
         f" {plain!r} lacks it\n"
     )
