@@ -125,6 +125,8 @@ def upgrade(
 def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
     """``migrate --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py)."""
     start, end = offline.split_range(revision)
+    if role_prefix is not None:
+        check_prefix(role_prefix)  # before any connection: a bad prefix is the reason, not an unreachable server
     if url:
         role_prefix = offline.database_prefix(url, role_prefix)
         if start is None:
@@ -171,6 +173,8 @@ def _downgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> N
     Without a database the range must be given (``0006:base``), as Alembic requires offline.
     """
     start, end = offline.split_range(revision)
+    if role_prefix is not None:
+        check_prefix(role_prefix)  # before any connection: a bad prefix is the reason, not an unreachable server
     if url:
         role_prefix = offline.database_prefix(url, role_prefix)
         if start is None:

@@ -446,7 +446,7 @@ def run_check(
                 server = _server(stack, url, keep=keep)
             except Exception as error:  # an outage, not a finding: exit status 3
                 reason = " ".join(str(error).split()) or type(error).__name__
-                sys.stderr.write(f"agency-rls: check cannot run: {reason}\n")
+                sys.stderr.write(f"agency-rls: {reason}\n")
                 for result, _ in scenarios:
                     result.status = "error"
                     result.errors.append(f"cannot run: {reason}")
