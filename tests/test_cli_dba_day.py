@@ -267,6 +267,10 @@ def test_every_command_names_the_missing_privilege_in_one_line(
                 "provision",
             ): f"agency-rls: {plain!r} cannot use this database's agency_rls schema: provision needs",
             ("matrix",): "agency-rls: the matrix needs a superuser connection",
+            (
+                "current",
+            ): "agency-rls: cannot read the version table (permission denied for table alembic_version):"
+            " 'current' needs a role that reads it",
             ("check", str(scenario)): "agency-rls: check --database-url needs SUPERUSER",
         }
         for args, start in expected.items():
