@@ -76,10 +76,13 @@ def revision_steps(before: str | None, after: str | None) -> list[str]:
     """'0001 -> 0002' lines from ``before`` to ``after`` (upwards or downwards; None is base)."""
     script = ScriptDirectory.from_config(alembic_config(None))
 
-    def chain(lower: str | None, upper: str | None) -> list[tuple[str | None, str]]:
+    def chain(lower: str | None, upper: str | None) -> list[tuple[str | None, str]] | None:
+        """(down, up) pairs walking from ``upper`` down to ``lower``; None when ``lower`` is not below."""
         pairs: list[tuple[str | None, str]] = []
         revision = upper
-        while revision is not None and revision != lower:
+        while revision != lower:
+            if revision is None:
+                return None
             found = script.get_revision(revision)
             assert found is not None
             down = found.down_revision
@@ -88,10 +91,10 @@ def revision_steps(before: str | None, after: str | None) -> list[str]:
             revision = down
         return pairs
 
-    lower_first = [(a or "base", b) for a, b in reversed(chain(before, after))]
-    if lower_first and lower_first[-1][1] == after:
-        return [f"{a} -> {b}" for a, b in lower_first]
-    return [f"{b} -> {a or 'base'}" for a, b in chain(after, before)]
+    upwards = chain(before, after)
+    if upwards is not None:
+        return [f"{down or 'base'} -> {up}" for down, up in reversed(upwards)]
+    return [f"{up} -> {down or 'base'}" for down, up in chain(after, before) or []]
 
 
 def upgrade(
@@ -111,6 +114,8 @@ def upgrade(
     config = alembic_config(url, role_prefix=role_prefix)
     _check(url, require_install, "migrating agency-rls")
     at = migrated_revision(url)
+    if revision == "head" and at == head_revision():
+        return Moved(at, at)  # nothing to do: no lock taken, nothing run
     if revision == "head" and at is None:
         with _lock_waits_explained():
             _install_current_definition(config, url)
@@ -126,7 +131,9 @@ def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> Non
     """``migrate --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py)."""
     start, end = offline.split_range(revision)
     if role_prefix is not None:
-        check_prefix(role_prefix)  # before any connection: a bad prefix is the reason, not an unreachable server
+        check_prefix(
+            role_prefix
+        )  # before any connection: a bad prefix is the reason, not an unreachable server
     if url:
         role_prefix = offline.database_prefix(url, role_prefix)
         if start is None:
@@ -174,7 +181,9 @@ def _downgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> N
     """
     start, end = offline.split_range(revision)
     if role_prefix is not None:
-        check_prefix(role_prefix)  # before any connection: a bad prefix is the reason, not an unreachable server
+        check_prefix(
+            role_prefix
+        )  # before any connection: a bad prefix is the reason, not an unreachable server
     if url:
         role_prefix = offline.database_prefix(url, role_prefix)
         if start is None:

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from typer.testing import CliRunner
 
 from agency_rls.cluster.database import ConnectionStringError, conninfo_url, parse_connection_string
-from tests.support import LOGIN_PASSWORD, ScratchDatabase, World
+from tests.support import LOGIN_PASSWORD, WALKS_REVISIONS, ScratchDatabase, World
 
 HEAD = migrations_runner.head_revision()
 ALL_STEPS = ["base -> 0001", "0001 -> 0002", "0002 -> 0003", "0003 -> 0004", "0004 -> 0005", "0005 -> 0006"]
@@ -456,5 +456,28 @@ def test_demo_into_a_database_takes_role_prefix(fresh_db: ScratchDatabase) -> No
         report = json.loads(result.stdout)
         assert report["role_prefix"] == fresh_db.prefix and "kept" not in report
         assert all(role.startswith(fresh_db.prefix) for role in report["visible_rows"])
+    finally:
+        fresh_db.downgrade_base()
+
+
+def test_revision_steps_go_both_ways() -> None:
+    steps = migrations_runner.revision_steps
+    assert steps(None, HEAD) == ALL_STEPS
+    assert steps("0003", "0005") == ["0003 -> 0004", "0004 -> 0005"]
+    assert steps("0006", "0004") == ["0006 -> 0005", "0005 -> 0004"]
+    assert steps("0002", None) == ["0002 -> 0001", "0001 -> base"]
+    assert steps("0004", "0004") == []
+
+
+@WALKS_REVISIONS
+def test_walking_down_and_up_prints_each_revision(fresh_db: ScratchDatabase) -> None:
+    fresh_db.migrate()
+    try:
+        down = invoke("downgrade", "0004", "--database-url", fresh_db.url)
+        assert down.exit_code == 0, down.output
+        assert down.stdout.splitlines() == ["0006 -> 0005", "0005 -> 0004", "now at 0004"]
+        assert invoke("current", "--database-url", fresh_db.url).stdout == f"0004 (head is {HEAD})\n"
+        up = invoke("migrate", "--database-url", fresh_db.url)
+        assert up.stdout.splitlines() == ["0004 -> 0005", "0005 -> 0006", f"now at {HEAD} (head)"]
     finally:
         fresh_db.downgrade_base()
