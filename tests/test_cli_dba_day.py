@@ -481,3 +481,23 @@ def test_walking_down_and_up_prints_each_revision(fresh_db: ScratchDatabase) -> 
         assert up.stdout.splitlines() == ["0004 -> 0005", "0005 -> 0006", f"now at {HEAD} (head)"]
     finally:
         fresh_db.downgrade_base()
+
+
+def test_a_narrow_terminal_folds_a_principal_name_instead_of_cutting_it() -> None:
+    import datetime as dt
+    import io
+
+    from rich.console import Console
+
+    from agency_rls.checks.matrix import Matrix, PrincipalAccess, Privilege, TableAccess, print_table
+
+    name = "t0123abcd_staff_nl_at_m1_seconded_for_the_renewals_desk"
+    access = TableAccess(7, False, Privilege.denied, Privilege.denied, Privilege.denied)
+    principal = PrincipalAccess(
+        name, "agency", "M1", "NL", True, True, {t: access for t in ("contract", "customer")}
+    )
+    matrix = Matrix("crm", dt.datetime(2024, 1, 1, tzinfo=dt.UTC), ("contract", "customer"), [principal])
+    out = io.StringIO()
+    print_table(Console(file=out, width=40, force_terminal=True, color_system=None), matrix)
+    rows = [line.split("│")[1].strip() for line in out.getvalue().splitlines() if line.startswith("│")]
+    assert "".join(rows) == name  # body lines (│): folded, every character kept (other headers may be cut)

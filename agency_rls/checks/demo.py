@@ -164,7 +164,9 @@ def _print_report(
         table.add_row(role, *(str(per_table[name]) for name in ALL_TABLES))
     console.print(table)
     checks_table = Table(title="The incident, replayed")
-    for column in ("check", "as", "expected", "actual", ""):
+    checks_table.add_column("check")
+    key_column(checks_table, "as")
+    for column in ("expected", "actual", ""):
         checks_table.add_column(column)
     for check in checks:
         checks_table.add_row(

@@ -30,8 +30,12 @@ def stdout_console() -> Console:
 
 
 def key_column(table: Table, header: str) -> None:
-    """Add the column that names the row (a principal): never cut; folded on a terminal too narrow."""
-    table.add_column(header, no_wrap=True, overflow="fold")
+    """Add the column that names the row (a principal): never cut; folded on a terminal too narrow.
+
+    Not ``no_wrap``: rich's last resort for a table wider than the terminal shrinks every column, and
+    a no-wrap cell is then cropped; a folding one keeps every character (names have no spaces, so
+    they only fold when they must)."""
+    table.add_column(header, overflow="fold")
 
 
 def stderr_is_terminal() -> bool:
@@ -67,7 +71,8 @@ def progress_bar(
 
 
 def exit_quietly_on_broken_pipe() -> None:
-    """The reader went away (``agency-rls matrix | head``): no traceback, no message, exit status 0.
+    """The reader went away (``agency-rls matrix | head``): no traceback, no message, exit status 1
+    (the output was cut short; click says the same when it sees the broken pipe first).
 
     Python's own advice: point stdout at /dev/null so the interpreter's final flush cannot fail too.
     """
@@ -76,7 +81,7 @@ def exit_quietly_on_broken_pipe() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # stdout without a file descriptor (tests capture it)
         pass
-    raise SystemExit(0)
+    raise SystemExit(1)
 
 
 class NotConfirmed(RuntimeError):

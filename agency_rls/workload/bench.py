@@ -1063,7 +1063,7 @@ def render_text(report: BenchReport, console: Any) -> None:
         ("flags", "left"),
     ):
         # the principal names the row: never cut (agency_rls.cli_support.terminal)
-        fold = {"no_wrap": True, "overflow": "fold"} if column == "principal" else {}
+        fold = {"overflow": "fold"} if column == "principal" else {}
         table.add_column(column, justify=justify, **fold)  # type: ignore[arg-type]
     previous = None
     for result in report.results:
