@@ -355,17 +355,26 @@ def test_check_exits_3_when_it_cannot_run(tmp_path: Path) -> None:
     assert json.loads(result.stdout)[0]["status"] == "error"
 
 
-def test_progress_shows_on_a_terminal_and_never_in_json(world: World) -> None:
-    url = world.db.url
-    shown, status = run_on_a_terminal(command_line("provision", "--database-url", url))
-    assert status == 0, shown
-    assert "provisioning principals" in shown
-    quiet, status = run_on_a_terminal(
-        command_line("provision", "--database-url", url, "--format", "json"), json_stdout=True
-    )
-    assert status == 0, quiet
-    assert "provisioning" not in quiet
-    json.loads(quiet[: quiet.rindex("}") + 1])  # stdout is exactly the JSON report
+def test_progress_shows_on_a_terminal_and_never_in_json(fresh_db: ScratchDatabase) -> None:
+    """On a database of its own: provision without --login would make the session world's principals
+    NOLOGIN, which the direct-login tests need."""
+    fresh_db.migrate()
+    try:
+        with fresh_db.connect() as conn:
+            conn.execute("SET ROLE " + sql.Identifier(fresh_db.role("rls_loader")).as_string(conn))
+            conn.execute("INSERT INTO public.agency (code, name) VALUES ('W1', 'W1')")
+        url = fresh_db.url
+        shown, status = run_on_a_terminal(command_line("provision", "--database-url", url))
+        assert status == 0, shown
+        assert "provisioning principals" in shown
+        quiet, status = run_on_a_terminal(
+            command_line("provision", "--database-url", url, "--format", "json"), json_stdout=True
+        )
+        assert status == 0, quiet
+        assert "provisioning" not in quiet
+        json.loads(quiet[: quiet.rindex("}") + 1])  # stdout is exactly the JSON report
+    finally:
+        fresh_db.downgrade_base()
 
 
 def test_matrix_never_cuts_a_principal_name(world: World) -> None:
