@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from agency_rls.migrations import offline
 from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
-from agency_rls.rls_policies.names import ManagementRoles
+from agency_rls.rls_policies.names import ManagementRoles, check_prefix
 from agency_rls.rls_policies.privileges import require_install, require_walk
 from alembic import command
 from alembic.config import Config
@@ -56,9 +59,47 @@ def _lock_waits_explained() -> Iterator[None]:
         ) from None
 
 
+@dataclass(frozen=True)
+class Moved:
+    """Where a migrate or downgrade left the database: the revisions before and after (None: base)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def steps(self) -> list[str]:
+        """The revisions applied or reverted, one 'FROM -> TO' line each, in the order they ran."""
+        return revision_steps(self.before, self.after)
+
+
+def revision_steps(before: str | None, after: str | None) -> list[str]:
+    """'0001 -> 0002' lines from ``before`` to ``after`` (upwards or downwards; None is base)."""
+    script = ScriptDirectory.from_config(alembic_config(None))
+
+    def chain(lower: str | None, upper: str | None) -> list[tuple[str | None, str]] | None:
+        """(down, up) pairs walking from ``upper`` down to ``lower``; None when ``lower`` is not below."""
+        pairs: list[tuple[str | None, str]] = []
+        revision = upper
+        while revision != lower:
+            if revision is None:
+                return None
+            found = script.get_revision(revision)
+            assert found is not None
+            down = found.down_revision
+            down = down if isinstance(down, str) or down is None else down[0]
+            pairs.append((down, found.revision))
+            revision = down
+        return pairs
+
+    upwards = chain(before, after)
+    if upwards is not None:
+        return [f"{down or 'base'} -> {up}" for down, up in reversed(upwards)]
+    return [f"{up} -> {down or 'base'}" for down, up in chain(after, before) or []]
+
+
 def upgrade(
     url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
-) -> None:
+) -> Moved | None:
     """``alembic upgrade``; ``sql`` prints the SQL instead of running it.
 
     A database that was never migrated, upgraded to head, gets the tables (revision 0001) and then
@@ -67,43 +108,102 @@ def upgrade(
     history's detours. The recorded revision 0002 creates a BYPASSRLS role that 0004 removes; a DBA
     without SUPERUSER (managed PostgreSQL) cannot create one, but can install from the definition.
     """
-    config = alembic_config(url, role_prefix=role_prefix)
     if sql:
-        command.upgrade(config, revision, sql=True)
-        return
+        _upgrade_sql(url, revision, role_prefix)
+        return None
+    config = alembic_config(url, role_prefix=role_prefix)
+    _check(url, require_install, "migrating agency-rls")
     at = migrated_revision(url)
+    if revision == "head" and at == head_revision():
+        if role_prefix is not None and url:
+            offline.database_prefix(url, role_prefix)  # a different prefix is refused, even with nothing to do
+        return Moved(at, at)  # nothing to do: no lock taken, nothing run
     if revision == "head" and at is None:
-        _check(url, require_install, "installing agency-rls")
         with _lock_waits_explained():
             _install_current_definition(config, url)
-        return
+        return Moved(at, migrated_revision(url))
     if at != head_revision():
         _check(url, require_walk, f"upgrading from revision {at or 'base'}")
     with _lock_waits_explained():
         command.upgrade(config, revision)
+    return Moved(at, migrated_revision(url))
 
 
-def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
+def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
+    """``migrate --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py)."""
+    start, end = offline.split_range(revision)
+    if role_prefix is not None:
+        check_prefix(
+            role_prefix
+        )  # before any connection: a bad prefix is the reason, not an unreachable server
+    if url:
+        role_prefix = offline.database_prefix(url, role_prefix)
+        if start is None:
+            start = migrated_revision(url)
+    config = alembic_config(url, role_prefix=role_prefix)
+    head = head_revision()
+    if start in (None, "base") and end in ("head", head):
+        prefix = role_prefix if role_prefix is not None else os.environ.get("AGENCY_RLS_ROLE_PREFIX", "")
+        sys.stdout.write(offline.install_script(config, check_prefix(prefix), TABLES_REVISION, head))
+        return
+    command.upgrade(config, f"{start}:{end}" if start else end, sql=True)
+
+
+def downgrade(
+    url: str | None, revision: str, *, sql: bool = False, role_prefix: str | None = None
+) -> Moved | None:
     """``alembic downgrade``; at base the version table is dropped too (see env.py).
 
     From head to base, the current definition's teardown runs instead of every revision's
     downgrade (the drift test checks it removes everything), so a DBA without SUPERUSER can
     remove what it installed; then revision 0001's downgrade drops the tables. One transaction.
     """
-    config = alembic_config(url)
     if sql:
-        command.downgrade(config, revision, sql=True)
-        return
+        _downgrade_sql(url, revision, role_prefix)
+        return None
+    config = alembic_config(url)
+    _check(url, require_install, "downgrading agency-rls")
     at = migrated_revision(url)
+    if at is None:
+        return Moved(None, None)
     if revision == "base" and at == head_revision():
-        _check(url, require_install, "removing agency-rls")
         with _lock_waits_explained():
             _remove_current_definition(config, url)
-        return
-    if at is not None:
-        _check(url, require_walk, f"downgrading to revision {revision}")
+        return Moved(at, None)
+    _check(url, require_walk, f"downgrading to revision {revision}")
     with _lock_waits_explained():
         command.downgrade(config, revision)
+    return Moved(at, migrated_revision(url))
+
+
+def _downgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
+    """``downgrade --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py).
+
+    Without a database the range must be given (``0006:base``), as Alembic requires offline.
+    """
+    start, end = offline.split_range(revision)
+    if role_prefix is not None:
+        check_prefix(
+            role_prefix
+        )  # before any connection: a bad prefix is the reason, not an unreachable server
+    if url:
+        role_prefix = offline.database_prefix(url, role_prefix)
+        if start is None:
+            start = migrated_revision(url)
+            if start is None:
+                raise SystemExit("agency-rls: nothing to downgrade: the database is not migrated")
+    if start is None:
+        raise SystemExit(
+            f"agency-rls: downgrade --sql without a database needs the revision to start from: "
+            f"'{head_revision()}:{end}' (or give --database-url to start where the database is)"
+        )
+    config = alembic_config(url, role_prefix=role_prefix)
+    head = head_revision()
+    if start in ("head", head) and end == "base":
+        prefix = role_prefix if role_prefix is not None else os.environ.get("AGENCY_RLS_ROLE_PREFIX", "")
+        sys.stdout.write(offline.removal_script(config, check_prefix(prefix), TABLES_REVISION, head))
+        return
+    command.downgrade(config, f"{start}:{end}", sql=True)
 
 
 def _check(url: str | None, requirement: Callable[[psycopg.Connection[Any], str], None], what: str) -> None:
@@ -170,11 +270,16 @@ def _execute(conn: Connection, script: str) -> None:
     driver.execute(script)
 
 
-def current(url: str | None) -> None:
-    """``alembic current``."""
-    command.current(alembic_config(url), verbose=False)
-
-
-def history(url: str | None) -> None:
-    """``alembic history`` (needs no database)."""
-    command.history(alembic_config(url), verbose=False)
+def history() -> list[dict[str, str | bool | None]]:
+    """The revisions, newest first (needs no database): revision, down_revision, message, head."""
+    script = ScriptDirectory.from_config(alembic_config(None))
+    head = script.get_current_head()
+    return [
+        {
+            "revision": found.revision,
+            "down_revision": found.down_revision if isinstance(found.down_revision, str) else None,
+            "message": " ".join((found.doc or "").split()),
+            "head": found.revision == head,
+        }
+        for found in script.walk_revisions()
+    ]

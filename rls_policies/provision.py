@@ -7,7 +7,8 @@ Rows that loaders insert by plain SQL are picked up on the next run.
 What it does (all or nothing):
 1. every agency and insurer gets its default principal row (``<prefix>agency_<code>``,
    ``<prefix>insurer_<code>``) unless it exists;
-2. every principal row gets a role: created NOLOGIN (LOGIN on request), INHERIT, marked
+2. every principal row gets a role: created NOLOGIN (LOGIN on request: ``login=True``; ``login=False``
+   makes an existing LOGIN principal NOLOGIN again, ``None`` leaves it as it is), INHERIT, marked
    with the comment ``agency-rls:principal``, made a member of its kind's group role, and
    granted to the backend role;
 3. with ``prune``: roles marked as this database's principals whose row is gone are dropped,
@@ -100,7 +101,11 @@ def stored_prefix(conn: psycopg.Connection) -> str:
 
 
 def provision(
-    conn: psycopg.Connection, *, login: bool = False, prune: bool = False, lock_timeout_ms: int = 30_000
+    conn: psycopg.Connection,
+    *,
+    login: bool | None = None,
+    prune: bool = False,
+    lock_timeout_ms: int = 30_000,
 ) -> ProvisionReport:
     """Provision principal roles on ``conn`` in one transaction; see the module docstring.
 
@@ -119,7 +124,7 @@ def provision(
 
 
 def _provision(
-    conn: psycopg.Connection, *, login: bool, prune: bool, lock_timeout_ms: int
+    conn: psycopg.Connection, *, login: bool | None, prune: bool, lock_timeout_ms: int
 ) -> ProvisionReport:
     """provision(), inside its transaction; every wait for a lock is bounded by ``lock_timeout_ms``."""
     with conn.transaction():
@@ -368,7 +373,7 @@ def _plan_principal_role(
     existing: _ExistingRole | None,
     *,
     marker: str,
-    login: bool,
+    login: bool | None,
     report: ProvisionReport,
     server_version: int,
 ) -> list[sql.Composable]:
@@ -412,6 +417,8 @@ def _plan_principal_role(
         member_of, granted_to_backend = existing.member_of, existing.granted_to_backend
         if login and not existing.can_login:
             statements.append(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
+        elif login is False and existing.can_login:  # direct login is granted per run, never kept by default
+            statements.append(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
     settable = existing.settable if existing is not None else frozenset()
     for group in roles.groups():
         if group in wanted_groups and (group not in member_of or group in settable):

@@ -24,6 +24,13 @@ from agency_rls.rls_policies.provision import provision as run_provision
 from agency_rls.scenarios import builtin_scenarios
 from rich.console import Console
 
+from agency_rls.cli_support import migration_report
+from agency_rls.cli_support.terminal import (
+    confirm,
+    exit_quietly_on_broken_pipe,
+    progress_bar,
+    stdout_console,
+)
 from agency_rls.cluster.database import explicit_url, libpq_conninfo
 
 app = typer.Typer(
@@ -57,7 +64,17 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="DATABASE_URL",
-        help="PostgreSQL URL (default: DATABASE_URL, then the libpq environment PGHOST, PGUSER, ...).",
+        help="postgresql:// or postgres:// URL, or libpq keywords 'host=… dbname=…' (default: DATABASE_URL,"
+        " then the libpq environment PGHOST, PGUSER, ...).",
+        show_envvar=True,
+    ),
+]
+RolePrefix = Annotated[
+    str | None,
+    typer.Option(
+        envvar="AGENCY_RLS_ROLE_PREFIX",
+        help="Role name prefix of a new database (stored in it; later runs and --sql with a database use the"
+        " stored one).",
         show_envvar=True,
     ),
 ]
@@ -75,7 +92,7 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except SystemExit as error:
             if isinstance(error.code, str):
@@ -97,22 +114,22 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
 def migrate(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
     database_url: DatabaseUrl = None,
-    role_prefix: Annotated[
-        str | None,
-        typer.Option(
-            envvar="AGENCY_RLS_ROLE_PREFIX",
-            help="Role name prefix for a new database (stored in it; later runs reuse the stored one).",
-        ),
-    ] = None,
+    role_prefix: RolePrefix = None,
     sql: Annotated[
-        bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the SQL for review instead of running it (with a database: its prefix, from its revision).",
+        ),
     ] = False,
 ) -> None:
-    """Upgrade the database to REVISION (default: head).
+    """Upgrade the database to REVISION (default: head); print each revision applied ('0005 -> 0006').
 
     Example: agency-rls migrate --database-url postgresql://dba@db/crm --role-prefix crm_
     """
-    migrations_runner.upgrade(database_url, revision, role_prefix=role_prefix, sql=sql)
+    moved = migrations_runner.upgrade(database_url, revision, role_prefix=role_prefix, sql=sql)
+    if moved is not None:
+        print("\n".join(migration_report.upgrade_lines(moved, revision)))
 
 
 @app.command()
@@ -120,35 +137,68 @@ def migrate(
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, e.g. 'base' to remove everything.")],
     database_url: DatabaseUrl = None,
+    role_prefix: RolePrefix = None,
     sql: Annotated[
-        bool, typer.Option("--sql", help="Print the SQL for review instead of running it.")
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the SQL for review instead of running it (with a database: its prefix, from its"
+            " revision; without one give FROM:TO, e.g. 0006:base, and --role-prefix).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Confirm 'downgrade base' (drops every table and its data).")
     ] = False,
 ) -> None:
-    """Downgrade the database to REVISION; 'base' removes every object and role the project made.
+    """Downgrade the database to REVISION; print each revision reverted ('0006 -> 0005').
 
-    Example: agency-rls downgrade base
+    'base' removes every table (data included), object and role the project made: it asks on a
+    terminal, and needs --yes otherwise.
+    Example: agency-rls downgrade base --yes
     """
-    migrations_runner.downgrade(database_url, revision, sql=sql)
+    if not sql and revision == "base":
+        confirm(
+            "downgrade base drops every agency-rls table with its data, and every role agency-rls made. Go on?",
+            yes=yes,
+            refusal="downgrade base drops every table and its data: give --yes to confirm (nobody to ask: stdin"
+            " is not a terminal); nothing changed",
+        )
+    moved = migrations_runner.downgrade(database_url, revision, sql=sql, role_prefix=role_prefix)
+    if moved is not None:
+        print("\n".join(migration_report.downgrade_lines(moved)))
 
 
 @app.command()
 @one_line_errors
-def current(database_url: DatabaseUrl = None) -> None:
-    """Show the revision the database is at.
+def current(
+    database_url: DatabaseUrl = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Show the revision the database is at ('0006 (head)'), or 'not migrated'.
 
-    Example: agency-rls current
+    Example: agency-rls current --format json
     """
-    migrations_runner.current(database_url)
+    state = migration_report.current_state(database_url)
+    print(
+        json.dumps(state, indent=2) if output is OutputFormat.json else migration_report.current_line(state)
+    )
 
 
 @app.command()
 @one_line_errors
-def history() -> None:
-    """List the migrations, newest first.
+def history(
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """List the migrations, newest first; needs no database.
 
-    Example: agency-rls history
+    Example: agency-rls history --format json
     """
-    migrations_runner.history(None)
+    revisions = migrations_runner.history()
+    print(
+        json.dumps(revisions, indent=2)
+        if output is OutputFormat.json
+        else "\n".join(migration_report.history_lines(revisions))
+    )
 
 
 @app.command()
@@ -156,7 +206,11 @@ def history() -> None:
 def provision(
     database_url: DatabaseUrl = None,
     login: Annotated[
-        bool, typer.Option("--login", help="Create principal roles with LOGIN (for direct-login tests).")
+        bool,
+        typer.Option(
+            "--login",
+            help="Principal roles get LOGIN (for direct-login tests); without it every principal is NOLOGIN again.",
+        ),
     ] = False,
     prune: Annotated[
         bool,
@@ -175,16 +229,20 @@ def provision(
 
     Example: agency-rls provision --prune --format json
     """
-    with psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn:
+    as_json = output is OutputFormat.json
+    with (
+        psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn,
+        progress_bar("provisioning principals", None, enabled=not as_json),
+    ):
         report = run_provision(conn, login=login, prune=prune)
     if login:
         fail(LOGIN_WARNING)
     for item in report.owned_objects:
         fail(f"agency-rls: warning: {item}")
-    if output is OutputFormat.json:
+    if as_json:
         print(json.dumps(report.as_dict(), indent=2))
         return
-    console = Console()
+    console = stdout_console()
     console.print(
         f"{report.principals} principals; "
         f"{len(report.principal_rows_added)} principal rows added, {len(report.roles_created)} roles created, "
@@ -226,17 +284,25 @@ def demo(
         ),
     ] = None,
     keep: Annotated[
-        bool, typer.Option("--keep", help="Leave the throwaway cluster running and print a psql command.")
+        bool,
+        typer.Option(
+            "--keep",
+            help="Leave the throwaway cluster running; print its URL, a psql command and the command that stops"
+            " and removes it (JSON: 'kept').",
+        ),
     ] = False,
+    role_prefix: RolePrefix = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
 ) -> None:
     """Replay the incident: migrate, load a sample world, provision, and show what each principal reads.
 
-    Example: agency-rls demo --keep
+    Example: agency-rls demo --keep --format json
     """
     from agency_rls.checks.demo import run_demo  # imported late: keeps --help fast
 
-    ok = run_demo(explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json)
+    ok = run_demo(
+        explicit_url(database_url), keep=keep, as_json=output is OutputFormat.json, role_prefix=role_prefix
+    )
     if not ok:
         raise typer.Exit(1)
 
@@ -304,7 +370,7 @@ def check(
     """Load each scenario FILE into a new database and compare, as every principal, the rows read with
     the file's expectations and the reference model; run the file's writes.
 
-    Exit status: 0 all pass, 1 a mismatch (or error), 2 an invalid file.
+    Exit status: 0 all pass, 1 a mismatch, 2 an invalid file, 3 cannot run (connection, server start).
     Examples: agency-rls check scenarios/*.yaml --junit check.xml; agency-rls check --builtin
     """
     from agency_rls.checks.check import run_check  # imported late: keeps --help fast
@@ -381,7 +447,7 @@ def bench(
     elif output is BenchFormat.markdown:
         print(markdown_from_json(json.loads(format_json(report))), end="")
     else:
-        render_text(report, Console())
+        render_text(report, stdout_console())
     if not report.ok:
         raise typer.Exit(1)
 
@@ -630,8 +696,12 @@ def global_options(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="agency-rls")
+    """Console-script entry point; a reader that went away (``| head``) ends it quietly."""
+    try:
+        app(prog_name="agency-rls")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        exit_quietly_on_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agency_rls.cli_support.terminal import progress_bar
 from agency_rls.cluster.database import (
     conninfo_url,
     create_empty_database,
@@ -424,9 +425,11 @@ def run_check(
     as_json: bool = False,
     junit: str | None = None,
 ) -> int:
-    """Check every file; print a report; return the exit status (2 invalid file, 1 mismatch, 0 pass).
+    """Check every file; print a report; return the exit status (see ``exit_status``).
 
-    Invalid files are reported and skipped; the valid ones still run.
+    Invalid files are reported and skipped; the valid ones still run. When the server cannot be
+    reached or started, every valid file is an error ("cannot run") and the reason one line on
+    stderr. On a terminal (and not ``as_json``) a progress bar over the files shows on stderr.
     """
     results: list[FileResult] = []
     scenarios: list[tuple[FileResult, Scenario]] = []
@@ -439,12 +442,23 @@ def run_check(
                 sys.stderr.write(message + "\n")
     if scenarios:
         with ExitStack() as stack:
-            server = _server(stack, url, keep=keep)
-            for result, scenario in scenarios:
-                _check_file(server, scenario, result, keep=keep)
-                results.append(result)
-                if not as_json:
-                    _print_file(result)
+            try:
+                server = _server(stack, url, keep=keep)
+            except Exception as error:  # an outage, not a finding: exit status 3
+                reason = " ".join(str(error).split()) or type(error).__name__
+                sys.stderr.write(f"agency-rls: {reason}\n")
+                for result, _ in scenarios:
+                    result.status = "error"
+                    result.errors.append(f"cannot run: {reason}")
+                    results.append(result)
+                scenarios = []
+            with progress_bar("checking scenario files", len(scenarios), enabled=not as_json) as advance:
+                for done, (result, scenario) in enumerate(scenarios, start=1):
+                    _check_file(server, scenario, result, keep=keep)
+                    results.append(result)
+                    if not as_json:
+                        _print_file(result)
+                    advance(done)
     results.sort(key=lambda r: list(files).index(r.file))
     if junit is not None:
         Path(junit).write_text(junit_xml(results), encoding="utf-8")
@@ -452,9 +466,24 @@ def run_check(
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         _print_summary(results)
-    if any(r.status == "invalid" for r in results):
-        return 2
-    return 0 if all(r.status == "pass" for r in results) else 1
+    return exit_status(results)
+
+
+#: ``agency-rls check``'s exit statuses: CI tells a security finding from a broken file and an outage.
+EXIT_MISMATCH, EXIT_INVALID_FILE, EXIT_CANNOT_RUN = 1, 2, 3
+
+
+def exit_status(results: Sequence[FileResult]) -> int:
+    """0 all pass; 1 a mismatch (wins: it is the finding); else 2 an invalid file; else 3 a file that could
+    not run (server start, connection, an error while loading)."""
+    statuses = {r.status for r in results}
+    if "fail" in statuses:
+        return EXIT_MISMATCH
+    if "invalid" in statuses:
+        return EXIT_INVALID_FILE
+    if "error" in statuses:
+        return EXIT_CANNOT_RUN
+    return 0
 
 
 def _server(stack: ExitStack, url: str | None, *, keep: bool) -> _Server:

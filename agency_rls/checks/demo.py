@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agency_rls.checks import sample_world
+from agency_rls.cli_support.terminal import key_column, stdout_console
 from agency_rls.cluster.database import libpq_conninfo
 from agency_rls.cluster.throwaway import ThrowawayCluster
 from agency_rls.migrations import runner as migrations_runner
@@ -48,9 +49,16 @@ class CheckResult:
         return self.actual == self.expected
 
 
-def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> bool:
-    """Run the demo; True when every incident check holds."""
-    console = Console()
+def run_demo(
+    url: str | None, *, keep: bool = False, as_json: bool = False, role_prefix: str | None = None
+) -> bool:
+    """Run the demo; True when every incident check holds.
+
+    ``role_prefix``: the prefix of the database migrated now (``--role-prefix``, as ``migrate``).
+    With ``keep`` the JSON report has ``kept``: the cluster's URL, a psql command and the command
+    that stops the server and removes its directory."""
+    console = stdout_console()
+    kept: dict[str, str] | None = None
     with ExitStack() as stack:
         if url is None:
             cluster = ThrowawayCluster(keep=keep).start()
@@ -64,30 +72,39 @@ def run_demo(url: str | None, *, keep: bool = False, as_json: bool = False) -> b
         with psycopg.connect(conninfo, autocommit=True) as conn:
             require_superuser_to_act_as_principals(conn, "demo --database-url")
             _require_empty(conn)
-        migrations_runner.upgrade(url, "head")
+        migrations_runner.upgrade(url, "head", role_prefix=role_prefix)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             prefix = stored_prefix(conn)
             sample_world.install_sample_world(conn, prefix=prefix)
             counts = _visible_counts(conn)
             checks = _incident_checks(conn, prefix)
         ok = all(check.ok for check in checks)
+        if cluster is not None and keep:
+            kept = {
+                "url": url,
+                "psql": cluster.psql_command(DEMO_DATABASE),
+                "stop_and_remove": cluster.stop_and_remove_command(),
+            }
         if as_json:
-            print(
-                json.dumps(
-                    {"ok": ok, "visible_rows": counts, "incident_checks": [c.__dict__ for c in checks]},
-                    indent=2,
-                )
-            )
+            report: dict[str, object] = {
+                "ok": ok,
+                "role_prefix": prefix,
+                "visible_rows": counts,
+                "incident_checks": [c.__dict__ for c in checks],
+            }
+            if kept is not None:
+                report["kept"] = kept
+            print(json.dumps(report, indent=2))
         else:
             _print_report(console, counts, checks, ok)
-            if cluster is not None and keep:
+            if kept is not None:
                 console.print(
-                    f"\nThe cluster keeps running. Explore it with:\n  {cluster.psql_command(DEMO_DATABASE)}",
+                    f"\nThe cluster keeps running at {kept['url']}\nExplore it with:\n  {kept['psql']}",
                     markup=False,
                     highlight=False,
                 )
                 console.print(
-                    f"Stop it with:\n  {cluster.stop_command()}  (as the postgres user when root)",
+                    f"Stop it and remove its directory with:\n  {kept['stop_and_remove']}",
                     markup=False,
                     highlight=False,
                 )
@@ -140,14 +157,16 @@ def _print_report(
     console: Console, counts: dict[str, dict[str, int]], checks: list[CheckResult], ok: bool
 ) -> None:
     table = Table(title="Rows each principal can read (counted as that principal)")
-    table.add_column("principal")
+    key_column(table, "principal")
     for name in ALL_TABLES:
         table.add_column(name, justify="right")
     for role, per_table in counts.items():
         table.add_row(role, *(str(per_table[name]) for name in ALL_TABLES))
     console.print(table)
     checks_table = Table(title="The incident, replayed")
-    for column in ("check", "as", "expected", "actual", ""):
+    checks_table.add_column("check")
+    key_column(checks_table, "as")
+    for column in ("expected", "actual", ""):
         checks_table.add_column(column)
     for check in checks:
         checks_table.add_row(

@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from agency_rls.cli_support.terminal import key_column, stdout_console
 from agency_rls.cluster.database import libpq_conninfo
 from agency_rls.rls_policies.provision import stored_prefix
 from agency_rls.schema import ALL_TABLES
@@ -376,11 +377,11 @@ def run_matrix(
     """``agency-rls matrix``: take the matrix and print it (rich table or JSON), optionally as HTML."""
     err = Console(stderr=True)
     with psycopg.connect(libpq_conninfo(url), autocommit=True, prepare_threshold=None) as conn:
-        matrix = _take_with_progress(conn, principals, err)
+        matrix = _take_with_progress(conn, principals, err, enabled=not as_json)
     if as_json:
         sys.stdout.write(json.dumps([p.as_dict() for p in matrix.principals], indent=2) + "\n")
     else:
-        print_table(Console(), matrix)
+        print_table(stdout_console(), matrix)
     if html_path is not None:
         from agency_rls.checks.matrix_html import render_html  # only needed for --html
 
@@ -391,9 +392,10 @@ def run_matrix(
 
 
 def _take_with_progress(
-    conn: psycopg.Connection, principals: Sequence[str] | None, console: Console
+    conn: psycopg.Connection, principals: Sequence[str] | None, console: Console, *, enabled: bool = True
 ) -> Matrix:
-    """Take the matrix with a progress bar on stderr once there are more than a few principals."""
+    """Take the matrix with a progress bar on stderr once there are more than a few principals, when
+    stderr is a terminal and the output is not JSON (``enabled``)."""
     progress = Progress(
         TextColumn("counting as each principal"),
         BarColumn(),
@@ -405,7 +407,7 @@ def _take_with_progress(
     state: dict[str, Any] = {}
 
     def advance(done: int, total: int) -> None:
-        if total <= PROGRESS_THRESHOLD:
+        if total <= PROGRESS_THRESHOLD or not enabled or not console.is_terminal:
             return
         if "task" not in state:
             progress.start()
@@ -464,7 +466,7 @@ def print_table(console: Console, matrix: Matrix) -> None:
             "denied: SELECT refused (counts as 0)."
         ),
     )
-    table.add_column("principal")
+    key_column(table, "principal")
     table.add_column("acts for")
     for name in matrix.tables:
         table.add_column(name, justify="right")

@@ -2,13 +2,17 @@
 
 An explicit ``--database-url`` wins, then ``DATABASE_URL``, then the libpq environment
 (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``, ``PGPASSWORD``, ``PGSERVICE`` …), which an
-empty conninfo picks up. URLs may be SQLAlchemy style (``postgresql+psycopg://``) or libpq
-style (``postgresql://``); each consumer gets the form it needs.
+empty conninfo picks up. One parser (``parse_connection_string``) takes URLs (``postgresql://``,
+``postgres://``, SQLAlchemy's ``postgresql+psycopg://``) and libpq keyword strings (``host=…
+dbname=…``) for every command, refuses anything else in one line, and gives each consumer the form
+it needs (psycopg a conninfo, SQLAlchemy and Alembic a URL).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -16,6 +20,65 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 _DRIVER_PREFIXES = ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class ConnectionStringError(ValueError):
+    """A connection string no PostgreSQL client would take; the message is one line, without secrets."""
+
+
+@dataclass(frozen=True)
+class ConnectionString:
+    """A parsed ``--database-url``: the one parser every command uses.
+
+    Accepted: ``postgresql://`` and ``postgres://`` URLs (SQLAlchemy's ``postgresql+psycopg://`` too),
+    libpq keyword strings (``host=db dbname=crm user=dba``), and nothing (the libpq environment).
+    ``url`` keeps a URL as written (normalised to ``postgresql://``); a keyword string stays one.
+    """
+
+    text: str  # what psycopg/libpq take: a postgresql:// URL, a keyword string or ''
+    is_url: bool
+
+    @property
+    def libpq(self) -> str:
+        """The form psycopg and libpq take."""
+        return self.text
+
+    @property
+    def sqlalchemy(self) -> str:
+        """A SQLAlchemy URL on the psycopg 3 driver (a keyword string becomes URL query parameters)."""
+        if not self.text:
+            return "postgresql+psycopg://"
+        if self.is_url:
+            return "postgresql+psycopg://" + self.text[len("postgresql://") :]
+        return "postgresql+psycopg://" + conninfo_url(self.text)[len("postgresql://") :]
+
+
+def parse_connection_string(value: str | None) -> ConnectionString:
+    """Parse ``value`` (None or empty: the libpq environment); ConnectionStringError when it is not one."""
+    if not value or not value.strip():
+        return ConnectionString("", is_url=False)
+    value = value.strip()
+    scheme = _SCHEME.match(value)
+    if scheme is not None:
+        for prefix in _DRIVER_PREFIXES:
+            if value.startswith(prefix):
+                value = "postgresql://" + value[len(prefix) :]
+                break
+        else:
+            raise ConnectionStringError(
+                f"connection string scheme '{scheme.group(1)}://' is not PostgreSQL: give a postgresql:// or "
+                "postgres:// URL, or libpq keywords such as 'host=db.example dbname=crm user=dba'"
+            )
+    try:
+        conninfo_to_dict(value)  # libpq's own parser: what it refuses, every command refuses alike
+    except psycopg.ProgrammingError as error:
+        reason = " ".join(str(error).split())
+        raise ConnectionStringError(
+            f"invalid connection string ({reason}): give a postgresql:// URL or libpq keywords such as "
+            "'host=db.example dbname=crm user=dba'"
+        ) from None
+    return ConnectionString(value, is_url=scheme is not None)
 
 
 def explicit_url(option: str | None) -> str | None:
@@ -25,22 +88,12 @@ def explicit_url(option: str | None) -> str | None:
 
 def libpq_conninfo(url: str | None) -> str:
     """A conninfo psycopg accepts; empty (libpq environment) when ``url`` is None."""
-    if not url:
-        return ""
-    for prefix in _DRIVER_PREFIXES:
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    return url
+    return parse_connection_string(url).libpq
 
 
 def sqlalchemy_url(url: str | None) -> str:
     """A SQLAlchemy URL on the psycopg 3 driver; bare ``postgresql+psycopg://`` uses libpq's environment."""
-    if not url:
-        return "postgresql+psycopg://"
-    for prefix in _DRIVER_PREFIXES:
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+    return parse_connection_string(url).sqlalchemy
 
 
 def conninfo_url(conninfo: str) -> str:

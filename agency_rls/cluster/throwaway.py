@@ -176,6 +176,19 @@ class ThrowawayCluster:
         """
         return shlex.join([os.path.join(self._server_bindir, "pg_ctl"), "-D", self.datadir, "stop"])
 
+    def stop_and_remove_command(self) -> str:
+        """A copy-pasteable shell command that stops a kept server and removes its whole directory.
+
+        As root, the server is stopped as the ``postgres`` OS account (pg_ctl refuses root) and the
+        directory removed as root, which created it.
+        """
+        stop = shlex.join(
+            [os.path.join(self._server_bindir, "pg_ctl"), "-D", self.datadir, "-m", "fast", "-w", "stop"]
+        )
+        if self._as_postgres:
+            stop = shlex.join(["su", SUPERUSER, "-s", "/bin/sh", "-c", f"cd / && {stop}"])
+        return f"{stop} && {shlex.join(['rm', '-rf', str(self._require_tmpdir())])}"
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Self:

@@ -1062,7 +1062,9 @@ def render_text(report: BenchReport, console: Any) -> None:
         ("buffers RLS/H", "right"),
         ("flags", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # the principal names the row: never cut (agency_rls.cli_support.terminal)
+        fold = {"overflow": "fold"} if column == "principal" else {}
+        table.add_column(column, justify=justify, **fold)  # type: ignore[arg-type]
     previous = None
     for result in report.results:
         if previous is not None and result.principal is not previous:
