@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from agency_rls.migrations import version_table
 from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
 from agency_rls.rls_policies.names import ManagementRoles
@@ -25,12 +26,18 @@ from agency_rls.cluster.database import libpq_conninfo, sqlalchemy_url
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config:
-    """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix."""
+def alembic_config(
+    url: str | None, *, role_prefix: str | None = None, versions_dir: Path | None = None
+) -> Config:
+    """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix.
+
+    ``versions_dir``: another folder of revisions than the package's (tests copy the shipped ones).
+    """
     config = Config(stdout=sys.stdout)  # the stream of now, not of import time (tests capture it)
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    config.set_main_option("version_locations", str(versions_dir or MIGRATIONS_DIR / "versions"))
+    config.set_main_option("revision_environment", "true")  # env.py writes a new revision's SQL files
     # '%' is ConfigParser's interpolation character; URLs may carry %2F.
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     if role_prefix is not None:
@@ -119,14 +126,17 @@ def head_revision() -> str:
     return head
 
 
+def our_revisions() -> set[str]:
+    """Every revision id of the project."""
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config(None)).walk_revisions()}
+
+
 def migrated_revision(url: str | None) -> str | None:
     """The revision the database is at, or None when it was never migrated (or downgraded to base)."""
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            if conn.execute(text("SELECT to_regclass('public.alembic_version')")).scalar() is None:
-                return None
-            return conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
+            return version_table.migrated_revision(conn, our_revisions())
     finally:
         engine.dispose()
 
@@ -178,3 +188,29 @@ def current(url: str | None) -> None:
 def history(url: str | None) -> None:
     """``alembic history`` (needs no database)."""
     command.history(alembic_config(url), verbose=False)
+
+
+def revision(
+    message: str,
+    *,
+    autogenerate: bool = True,
+    definition_dir: Path | None = None,
+    versions_dir: Path | None = None,
+    scratch_server: str | None = None,
+    rev_id: str | None = None,
+) -> Path | None:
+    """``agency-rls revision``: a new revision and its two SQL files; the .py's path, or None (no change).
+
+    With ``autogenerate`` the SQL moves the definition recorded at head to the current one
+    (``definition_dir``, default ``rls_policies/sql``), worked out on ``scratch_server`` (a superuser
+    conninfo; default: a throwaway cluster); see agency_rls.migrations.autogen.
+    """
+    config = alembic_config(None, versions_dir=versions_dir)
+    if definition_dir is not None:
+        config.attributes["definition_dir"] = str(definition_dir)
+    if scratch_server is not None:
+        config.attributes["scratch_server"] = scratch_server
+    written = command.revision(config, message, autogenerate=autogenerate, rev_id=rev_id)
+    if not written or isinstance(written, list):
+        return None
+    return Path(written.path)
