@@ -257,8 +257,8 @@ def header(revision: str, message: str, step: str, generated: bool) -> str:
     else:
         lines += ["-- Written by hand: the SQL of this step, after this header."]
     lines += [
-        "-- Role names are placeholders ({{owner}}, {{owner_name}} …), filled in with the database's role",
-        "-- prefix when the revision runs; this file never changes once the revision is released.",
+        "-- Role names are placeholders (owner, owner_name … in double braces), filled in with the database's",
+        "-- role prefix when the revision runs. Once the revision is released, this file never changes.",
         "",
     ]
     return "\n".join(lines) + "\n"

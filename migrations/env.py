@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from agency_rls.migrations.locking import lock_tables
+from agency_rls.migrations.runner import BYPASSRLS_REVISIONS
 from agency_rls.migrations.version_table import (
     VERSION_SCHEMA,
     drop_version_table,
@@ -120,9 +121,6 @@ def run_migrations_online() -> None:
     with engine.connect() as connection, connection.begin():  # one transaction, checks included
         migrate_on(connection)
 
-
-#: Revisions whose recorded SQL creates or alters a BYPASSRLS role: walking over them needs SUPERUSER.
-BYPASSRLS_REVISIONS = ("0002", "0004")
 
 
 def refuse_walk_without_superuser(connection: Connection) -> None:

@@ -63,8 +63,31 @@ def _lock_waits_explained() -> Iterator[None]:
         ) from None
 
 
+#: Revisions whose recorded SQL creates or alters a BYPASSRLS role: walking over them needs SUPERUSER.
+BYPASSRLS_REVISIONS = ("0002", "0004")
+
+
+def walks_bypassrls(config: Config, at: str | None, revision: str) -> bool:
+    """Whether going from ``at`` to ``revision`` walks over a revision that needs SUPERUSER.
+
+    A target Alembic cannot name here (relative steps) counts as one: env.py checks again exactly.
+    """
+    script = ScriptDirectory.from_config(config)
+    try:
+        target = None if revision == "base" else script.get_revision(revision)
+    except Exception:  # '+1', '-2' …: be conservative
+        return True
+    low, high = sorted((at or "0000", target.revision if target is not None else "0000"))
+    return any(low < step <= high for step in BYPASSRLS_REVISIONS)
+
+
 def upgrade(
-    url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
+    url: str | None,
+    revision: str = "head",
+    *,
+    role_prefix: str | None = None,
+    sql: bool = False,
+    versions_dir: Path | None = None,
 ) -> None:
     """``alembic upgrade``; ``sql`` prints the SQL instead of running it.
 
@@ -74,40 +97,40 @@ def upgrade(
     history's detours. The recorded revision 0002 creates a BYPASSRLS role that 0004 removes; a DBA
     without SUPERUSER (managed PostgreSQL) cannot create one, but can install from the definition.
     """
-    config = alembic_config(url, role_prefix=role_prefix)
+    config = alembic_config(url, role_prefix=role_prefix, versions_dir=versions_dir)
     if sql:
         command.upgrade(config, revision, sql=True)
         return
-    at = migrated_revision(url)
+    at = migrated_revision(url, versions_dir=versions_dir)
     if revision == "head" and at is None:
         _check(url, require_install, "installing agency-rls")
         with _lock_waits_explained():
             _install_current_definition(config, url)
         return
-    if at != head_revision():
+    if walks_bypassrls(config, at, revision):
         _check(url, require_walk, f"upgrading from revision {at or 'base'}")
     with _lock_waits_explained():
         command.upgrade(config, revision)
 
 
-def downgrade(url: str | None, revision: str, *, sql: bool = False) -> None:
+def downgrade(url: str | None, revision: str, *, sql: bool = False, versions_dir: Path | None = None) -> None:
     """``alembic downgrade``; at base the version table is dropped too (see env.py).
 
     From head to base, the current definition's teardown runs instead of every revision's
     downgrade (the drift test checks it removes everything), so a DBA without SUPERUSER can
     remove what it installed; then revision 0001's downgrade drops the tables. One transaction.
     """
-    config = alembic_config(url)
+    config = alembic_config(url, versions_dir=versions_dir)
     if sql:
         command.downgrade(config, revision, sql=True)
         return
-    at = migrated_revision(url)
-    if revision == "base" and at == head_revision():
+    at = migrated_revision(url, versions_dir=versions_dir)
+    if revision == "base" and at == head_revision(versions_dir):
         _check(url, require_install, "removing agency-rls")
         with _lock_waits_explained():
             _remove_current_definition(config, url)
         return
-    if at is not None:
+    if at is not None and walks_bypassrls(config, at, revision):
         _check(url, require_walk, f"downgrading to revision {revision}")
     with _lock_waits_explained():
         command.downgrade(config, revision)
@@ -119,24 +142,25 @@ def _check(url: str | None, requirement: Callable[[psycopg.Connection[Any], str]
         requirement(conn, what)
 
 
-def head_revision() -> str:
+def head_revision(versions_dir: Path | None = None) -> str:
     """The newest revision."""
-    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(None, versions_dir=versions_dir)).get_current_head()
     assert head is not None
     return head
 
 
-def our_revisions() -> set[str]:
+def our_revisions(versions_dir: Path | None = None) -> set[str]:
     """Every revision id of the project."""
-    return {script.revision for script in ScriptDirectory.from_config(alembic_config(None)).walk_revisions()}
+    config = alembic_config(None, versions_dir=versions_dir)
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
 
 
-def migrated_revision(url: str | None) -> str | None:
+def migrated_revision(url: str | None, *, versions_dir: Path | None = None) -> str | None:
     """The revision the database is at, or None when it was never migrated (or downgraded to base)."""
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            return version_table.migrated_revision(conn, our_revisions())
+            return version_table.migrated_revision(conn, our_revisions(versions_dir))
     finally:
         engine.dispose()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import psycopg
@@ -149,6 +150,50 @@ def history() -> None:
     Example: agency-rls history
     """
     migrations_runner.history(None)
+
+
+@app.command()
+@one_line_errors
+def revision(
+    message: Annotated[
+        str, typer.Option("-m", "--message", help="What the revision changes (its file name and docstring).")
+    ],
+    empty: Annotated[
+        bool, typer.Option("--empty", help="Write empty SQL files to fill in by hand instead of comparing.")
+    ] = False,
+    definition: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="A copy of rls_policies/sql to compare with head instead of the package's."
+        ),
+    ] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A superuser URL where two scratch databases (and roles) may be made and dropped "
+            "(default: a throwaway cluster).",
+        ),
+    ] = None,
+) -> None:
+    """Write a new revision whose SQL moves the definition recorded at head to rls_policies/sql.
+
+    Writes <rev>.py, <rev>_upgrade.sql and <rev>_downgrade.sql in migrations/versions/, checked on
+    scratch databases first; with no change it says so and writes nothing. Needs no database of yours.
+
+    Example: agency-rls revision -m "notices: addressees see receipts only once read"
+    """
+    written = migrations_runner.revision(
+        message,
+        autogenerate=not empty,
+        definition_dir=definition,
+        scratch_server=libpq_conninfo(scratch_url) if scratch_url else None,
+    )
+    if written is None:
+        raise typer.Exit(0)
+    rev = written.name.split("_", 1)[0]
+    for path in (written, written.with_name(f"{rev}_upgrade.sql"), written.with_name(f"{rev}_downgrade.sql")):
+        print(path)
 
 
 @app.command()
