@@ -282,6 +282,18 @@ def write_recorded_sql(
     return paths  # type: ignore[return-value]
 
 
+def write_recorded_sql_beside(config: Any, revision: str, message: str | None) -> str:
+    """From script.py.mako: empty ``<rev>_upgrade.sql``/``<rev>_downgrade.sql`` unless they exist already.
+
+    Every new revision gets the files its .py loads, however it was made (``alembic revision``,
+    ``alembic merge``, ``agency-rls revision --empty``); autogenerate writes them with SQL before.
+    """
+    directory = Path(ScriptDirectory.from_config(config).versions)
+    if not all((directory / name).exists() for name in recorded_sql_names(revision)):
+        write_recorded_sql(directory, revision, message or "", None)
+    return ""
+
+
 def revision_directives_writer(
     script: ScriptDirectory, generated: GeneratedSql | None, *, autogenerate: bool, rev_id_given: bool
 ) -> Any:

@@ -12,8 +12,9 @@ are transactional): a failing revision leaves the previous state intact. The ver
 ``agency_rls_version.alembic_version``, beside any host project's own (``version_table.py``); when a
 downgrade reaches base it is dropped too, with its schema, so nothing of the project remains.
 
-``alembic revision`` runs this file too (``revision_environment``): it writes the new revision's two
-SQL files, and with ``--autogenerate`` their SQL (``agency_rls.migrations.autogen``).
+``alembic revision --autogenerate`` runs this file too: it writes the new revision's two SQL files
+with the SQL that moves the definition recorded at head to ``rls_policies/sql`` (``agency_rls.
+migrations.autogen``); without ``--autogenerate``, ``script.py.mako`` writes them empty.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ def alembic_config(
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("version_locations", str(versions_dir or MIGRATIONS_DIR / "versions"))
-    config.set_main_option("revision_environment", "true")  # env.py writes a new revision's SQL files
     # '%' is ConfigParser's interpolation character; URLs may carry %2F.
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     if role_prefix is not None:
@@ -234,6 +233,10 @@ def revision(
         config.attributes["definition_dir"] = str(definition_dir)
     if scratch_server is not None:
         config.attributes["scratch_server"] = scratch_server
+    if rev_id is None:
+        from agency_rls.migrations.autogen import next_revision_id
+
+        rev_id = next_revision_id(ScriptDirectory.from_config(config))
     written = command.revision(config, message, autogenerate=autogenerate, rev_id=rev_id)
     if not written or isinstance(written, list):
         return None

@@ -1,3 +1,11 @@
+<%!
+from agency_rls.migrations.autogen import write_recorded_sql_beside
+%>\
+<%
+# The .py below loads these two files: written here, empty but for their header, unless
+# autogenerate has just written them (agency_rls.migrations.autogen).
+write_recorded_sql_beside(config, up_revision, message)
+%>\
 """${message}
 
 The SQL this revision applies is recorded beside it (``${up_revision}_upgrade.sql``,

@@ -256,11 +256,11 @@ def test_a_definition_that_does_not_apply_is_named_in_one_line(server: str, tmp_
 def test_plain_alembic_revision_writes_the_sql_files_its_module_loads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The repository's alembic.ini (revision_environment): empty templates, and --sql renders them."""
+    """With the repository's alembic.ini: empty templates (script.py.mako writes them); --sql renders them."""
     versions, _definition = scratch_copies(tmp_path)
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("version_locations", str(versions))
-    written = command.revision(config, "hand written change")
+    written = command.revision(config, "hand written change", rev_id="0007")
     assert not isinstance(written, list) and written is not None
     assert Path(written.path) == versions / "0007_hand_written_change.py"
     for step in ("upgrade", "downgrade"):
@@ -274,6 +274,12 @@ def test_plain_alembic_revision_writes_the_sql_files_its_module_loads(
     rendered = capsys.readouterr().out
     assert "-- agency-rls revision 0007 (upgrade): hand written change" in rendered
     assert "UPDATE agency_rls_version.alembic_version SET version_num='0007'" in rendered
+    # Whatever the id (Alembic's own when none is given), the files the .py loads are there.
+    other = command.revision(config, "another", head="0007")
+    assert not isinstance(other, list) and other is not None
+    for name in (f"{other.revision}_upgrade.sql", f"{other.revision}_downgrade.sql"):
+        assert (versions / name).is_file()
+        assert f'"{name}"' in Path(other.path).read_text(encoding="utf-8")
 
 
 def test_the_command_line_says_when_there_is_no_change(server: str) -> None:
