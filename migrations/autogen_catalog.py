@@ -12,6 +12,7 @@ prefixes, compare equal when their definitions are, and the SQL written runs for
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,7 +249,7 @@ QUERIES = {
 _ACL_ITEM = re.compile(r"^\((.*),(\w[\w ]*),([tf])\)$")
 
 
-def _acl_items(texts: list[str], names: Placeholders) -> frozenset[AclItem]:
+def _acl_items(texts: list[str], role: Callable[[str], str]) -> frozenset[AclItem]:
     """Parse ``(grantee,PRIVILEGE,t)`` row texts (grantee may be double-quoted) into placeholder items."""
     items = set()
     for text in texts:
@@ -257,7 +258,7 @@ def _acl_items(texts: list[str], names: Placeholders) -> frozenset[AclItem]:
         grantee = match.group(1)
         if grantee.startswith('"') and grantee.endswith('"'):
             grantee = grantee[1:-1].replace('""', '"')
-        items.add((names.text(grantee), match.group(2), match.group(3) == "t"))
+        items.add((role(grantee), match.group(2), match.group(3) == "t"))
     return frozenset(items)
 
 
@@ -271,16 +272,24 @@ def read_catalog(conn: psycopg.Connection[Any], prefix: str) -> DefinitionCatalo
         return conn.execute(QUERIES[query], args).fetchall()  # type: ignore[call-overload]
 
     t = names.text
+    row = conn.execute("SELECT current_user::text").fetchone()
+    assert row is not None
+    installer = str(row[0])
+
+    def role(name: str) -> str:
+        """A role name as SQL: placeholder, CURRENT_USER for whoever applies the SQL, or the name."""
+        return "CURRENT_USER" if name in (installer, f'"{installer}"') else t(name)
+
     found = DefinitionCatalog()
     for name, owner, acl, comment in rows("schemas"):
-        found.schemas[name] = Schema(name, t(owner), _acl_items(acl, names), comment)
+        found.schemas[name] = Schema(name, role(owner), _acl_items(acl, role), comment)
     for name, oid, kind, owner, rls, force, acl, comment in rows("relations"):
         found.relations[name] = Relation(
-            name, oid, kind, t(owner), rls, force, _acl_items(acl, names), comment
+            name, oid, kind, role(owner), rls, force, _acl_items(acl, role), comment
         )
     for table, name, attnum, type_, not_null, default, identity, acl in rows("columns"):
         found.columns[(table, name)] = Column(
-            table, name, attnum, type_, not_null, t(default), identity, _acl_items(acl, names)
+            table, name, attnum, type_, not_null, t(default), identity, _acl_items(acl, role)
         )
     for signature, oid, definition, result, arguments, kind, owner, acl, comment in rows("functions"):
         found.functions[signature] = Function(
@@ -290,13 +299,13 @@ def read_catalog(conn: psycopg.Connection[Any], prefix: str) -> DefinitionCatalo
             result,
             arguments,
             kind,
-            t(owner),
-            _acl_items(acl, names),
+            role(owner),
+            _acl_items(acl, role),
             t(comment),
         )
     for table, name, oid, permissive, command, roles, using, check in rows("policies"):
         found.policies[(table, name)] = Policy(
-            table, name, oid, permissive, command, tuple(sorted(t(r) for r in roles)), t(using), t(check)
+            table, name, oid, permissive, command, tuple(sorted(role(r) for r in roles)), t(using), t(check)
         )
     for table, name, oid, definition in rows("triggers"):
         found.triggers[(table, name)] = Dependent(table, name, oid, t(definition))

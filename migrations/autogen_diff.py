@@ -432,7 +432,7 @@ def _owner(catalog: DefinitionCatalog, what: str, name: str, owner: str) -> list
     """
     schema = name.split(".", 1)[0]
     statement = f"ALTER {what} {name} OWNER TO {owner};"
-    if catalog.can_create_in(owner, schema):
+    if owner == "CURRENT_USER" or catalog.can_create_in(owner, schema):
         return [statement]
     return [
         f"GRANT CREATE ON SCHEMA {_ident(schema)} TO {owner};",

@@ -171,6 +171,14 @@ def test_changed_rules_give_a_revision_that_upgrades_and_downgrades_to_each_defi
     script = ScriptDirectory.from_config(alembic_config(None, versions_dir=versions))
     assert script.get_current_head() == "0007" and script.get_revision("0007").down_revision == "0006"
 
+    upgraded, downgraded = round_trip(server, versions, definition)
+    assert "read_at IS NOT NULL" in upgraded and "read_at" not in downgraded
+
+
+def round_trip(server: str, versions: Path, definition: Path) -> tuple[str, str]:
+    """A database at 0006 (installed as the mode's administrator), upgraded to 0007 of ``versions`` and
+    down again; at each end its catalog equals that of a database built from that end's definition.
+    Returns the receipts policy's condition at 0007 and back at 0006."""
     db = create_database(server, "autogen")
     changed = create_database(server, "autogen_changed")
     try:
@@ -180,14 +188,14 @@ def test_changed_rules_give_a_revision_that_upgrades_and_downgrades_to_each_defi
         try:
             migrations_runner.upgrade(db.url, "head", versions_dir=versions)
             assert migrations_runner.migrated_revision(db.url, versions_dir=versions) == "0007"
-            assert "read_at IS NOT NULL" in policy_text(db)
+            upgraded = policy_text(db)
             after, expected = definition_catalog(db), definition_catalog(changed)
             for part in DEFINITION_QUERIES:
                 assert after[part] == expected[part], part
 
             migrations_runner.downgrade(db.url, "0006", versions_dir=versions)
             assert migrations_runner.migrated_revision(db.url) == "0006"
-            assert "read_at" not in policy_text(db)
+            downgraded = policy_text(db)
             back = definition_catalog(db)
             for part in DEFINITION_QUERIES:
                 assert back[part] == at_0006[part], part
@@ -198,6 +206,57 @@ def test_changed_rules_give_a_revision_that_upgrades_and_downgrades_to_each_defi
     finally:
         changed.drop()
         db.drop()
+    return upgraded, downgraded
+
+
+def test_columns_indexes_triggers_row_security_and_comments_round_trip(server: str, tmp_path: Path) -> None:
+    """A column added, an index changed and one added, a function and trigger added (with a comment),
+    row level security switched on for a table with a new policy."""
+    versions, definition = scratch_copies(tmp_path)
+    edit(
+        definition / "scope_columns.sql",
+        "CREATE INDEX notice_addressee_created_idx ON public.notice (addressee_agency_id, created_at, id);",
+        "CREATE INDEX notice_addressee_created_idx ON public.notice (addressee_agency_id, created_at DESC, id);\n"
+        "CREATE INDEX contract_insurer_idx ON public.contract (insurer_id);\n"
+        "ALTER TABLE public.notice ADD COLUMN pinned boolean NOT NULL DEFAULT false;\n"
+        "CREATE FUNCTION agency_rls.notice_unpinned() RETURNS trigger\n"
+        "    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp\n"
+        "AS $$\nBEGIN\n    NEW.pinned := false;\n    RETURN NEW;\nEND\n$$;\n"
+        "COMMENT ON FUNCTION agency_rls.notice_unpinned() IS 'agency-rls: loaders never pin';\n"
+        "REVOKE ALL ON FUNCTION agency_rls.notice_unpinned() FROM PUBLIC;\n"
+        "ALTER FUNCTION agency_rls.notice_unpinned() OWNER TO {{owner}};\n"
+        "CREATE TRIGGER notice_unpinned BEFORE INSERT ON public.notice\n"
+        "    FOR EACH ROW EXECUTE FUNCTION agency_rls.notice_unpinned();\n"
+        "ALTER TABLE public.insurer ENABLE ROW LEVEL SECURITY;\n"
+        "CREATE POLICY insurer_read ON public.insurer AS PERMISSIVE FOR SELECT TO PUBLIC USING (true);",
+    )
+    edit(
+        definition / "teardown.sql",
+        "DROP INDEX public.notice_addressee_created_idx;",
+        "DROP INDEX public.notice_addressee_created_idx;\n"
+        "DROP INDEX IF EXISTS public.contract_insurer_idx;\n"
+        "DROP POLICY IF EXISTS insurer_read ON public.insurer;\n"
+        "ALTER TABLE public.insurer DISABLE ROW LEVEL SECURITY;\n"
+        "DROP TRIGGER IF EXISTS notice_unpinned ON public.notice;\n"
+        "ALTER TABLE public.notice DROP COLUMN IF EXISTS pinned;",
+    )
+    migrations_runner.revision(
+        "Pinned notices", definition_dir=definition, versions_dir=versions, scratch_server=server
+    )
+    upgrade_sql = (versions / "0007_upgrade.sql").read_text(encoding="utf-8")
+    downgrade_sql = (versions / "0007_downgrade.sql").read_text(encoding="utf-8")
+    assert "ALTER TABLE public.notice ADD COLUMN pinned boolean NOT NULL DEFAULT false;" in upgrade_sql
+    assert "ALTER TABLE public.notice DROP COLUMN pinned;" in downgrade_sql
+    assert "DROP INDEX public.notice_addressee_created_idx;" in upgrade_sql
+    assert "CREATE INDEX contract_insurer_idx ON public.contract USING btree (insurer_id);" in upgrade_sql
+    assert "ALTER TABLE public.insurer ENABLE ROW LEVEL SECURITY;" in upgrade_sql
+    assert "ALTER TABLE public.insurer DISABLE ROW LEVEL SECURITY;" in downgrade_sql
+    assert (
+        "COMMENT ON FUNCTION agency_rls.notice_unpinned() IS 'agency-rls: loaders never pin';" in upgrade_sql
+    )
+    assert "DROP TRIGGER notice_unpinned ON public.notice;" in downgrade_sql
+    assert "DROP FUNCTION agency_rls.notice_unpinned();" in downgrade_sql
+    round_trip(server, versions, definition)
 
 
 def test_no_change_says_so_and_writes_nothing(
