@@ -361,3 +361,28 @@ def test_generated_sql_names_roles_only_by_placeholder(server: str, tmp_path: Pa
         text = (versions / f"0007_{step}.sql").read_text(encoding="utf-8")
         assert not re.search(r"\bz[hc][0-9a-f]{8}_", text)
         render(text, ManagementRoles("crm_"))  # every placeholder is known
+
+
+def test_alembic_revision_autogenerate_takes_its_options_from_x(server: str, tmp_path: Path) -> None:
+    """``agency-rls alembic -x scratch_server=… -x definition_dir=… revision --autogenerate``: env.py's way."""
+    from agency_rls.cluster.database import conninfo_url
+
+    _versions, definition = scratch_copies(tmp_path)
+    before = sorted(p.name for p in VERSIONS.iterdir())
+    result = CliRunner().invoke(
+        app,
+        [
+            "alembic",
+            "-x",
+            f"scratch_server={conninfo_url(server)}",
+            "-x",
+            f"definition_dir={definition}",
+            "revision",
+            "--autogenerate",
+            "-m",
+            "nothing",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "agency-rls: no change: the definition matches the one recorded at revision 0006" in result.stderr
+    assert sorted(p.name for p in VERSIONS.iterdir()) == before
