@@ -24,7 +24,6 @@ from agency_rls.migrations.autogen_catalog import (
     Column,
     DefinitionCatalog,
     Dependent,
-    Function,
     Relation,
 )
 
@@ -102,8 +101,7 @@ def _owned_sequence(sequence: Relation, catalog: DefinitionCatalog) -> bool:
 class _Plan:
     """The statements of one direction, by phase, in the order they run."""
 
-    def __init__(self, old: DefinitionCatalog, new: DefinitionCatalog) -> None:
-        self.old, self.new = old, new
+    def __init__(self) -> None:
         self.sections: list[tuple[str, list[str]]] = []
 
     def add(self, title: str, statements: Iterable[str]) -> None:
@@ -117,7 +115,7 @@ class _Plan:
 
 def migration_sql(old: DefinitionCatalog, new: DefinitionCatalog) -> str:
     """The SQL that turns a database holding ``old`` into one holding ``new`` ('' when they are the same)."""
-    plan = _Plan(old, new)
+    plan = _Plan()
     o, n = old, new
 
     dropped_tables = sorted(set(o.relations) - set(n.relations), key=lambda k: -o.relations[k].oid)
@@ -246,7 +244,7 @@ def migration_sql(old: DefinitionCatalog, new: DefinitionCatalog) -> str:
     plan.add(
         "Functions",
         (
-            n.functions[k].definition.rstrip() + ";"
+            n.functions[k].definition.rstrip() + ";\n"  # a blank line after each
             for k in sorted(recreated_functions | functions_replaced, key=lambda k: n.functions[k].oid)
         ),
     )
@@ -479,8 +477,3 @@ def _comment(target: str, text: str, new: bool) -> list[str]:
     if new and not text:
         return []
     return [f"COMMENT ON {target} IS {_literal(text) if text else 'NULL'};"]
-
-
-def describe(function: Function) -> str:
-    """A function's name as a DBA reads it in a message."""
-    return function.signature

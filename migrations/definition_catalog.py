@@ -22,11 +22,11 @@ def acl(column: str) -> str:
 
 DEFINITION_QUERIES: dict[str, str] = {
     "schemas": f"""
-        SELECT n.nspname, n.nspowner::regrole::text, {acl('n.nspacl')},
+        SELECT n.nspname, n.nspowner::regrole::text, {acl("n.nspacl")},
                coalesce(obj_description(n.oid, 'pg_namespace'), '')
           FROM pg_namespace AS n WHERE n.nspname IN ('public', 'agency_rls') ORDER BY 1""",
     "relations": f"""
-        SELECT c.oid::regclass::text, c.relkind, c.relowner::regrole::text, {acl('c.relacl')},
+        SELECT c.oid::regclass::text, c.relkind, c.relowner::regrole::text, {acl("c.relacl")},
                c.relrowsecurity, c.relforcerowsecurity, coalesce(obj_description(c.oid, 'pg_class'), '')
           FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
          WHERE n.nspname IN ('public', 'agency_rls') AND c.relname <> 'alembic_version' ORDER BY 1""",
@@ -39,12 +39,12 @@ DEFINITION_QUERIES: dict[str, str] = {
          WHERE n.nspname IN ('public', 'agency_rls') AND c.relkind IN ('r', 'p') AND a.attnum > 0
            AND NOT a.attisdropped AND c.relname <> 'alembic_version' ORDER BY 1, 2""",
     "column_acl": f"""
-        SELECT a.attrelid::regclass::text, a.attname, {acl('a.attacl')}
+        SELECT a.attrelid::regclass::text, a.attname, {acl("a.attacl")}
           FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid
           JOIN pg_namespace AS n ON n.oid = c.relnamespace
          WHERE n.nspname IN ('public', 'agency_rls') AND a.attacl IS NOT NULL ORDER BY 1, 2""",
     "functions": f"""
-        SELECT p.oid::regprocedure::text, p.proowner::regrole::text, {acl('p.proacl')},
+        SELECT p.oid::regprocedure::text, p.proowner::regrole::text, {acl("p.proacl")},
                pg_get_function_result(p.oid), p.prosecdef, p.provolatile, p.proparallel, p.prorows,
                coalesce(p.proconfig::text, ''), p.prosrc, coalesce(obj_description(p.oid, 'pg_proc'), '')
           FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
