@@ -2,9 +2,10 @@
 
 A rule is changed in a scratch copy of ``rls_policies/sql`` (a policy, a function in place, a function
 whose argument names change with what depends on it, grants); ``agency-rls revision`` writes revision
-0007 into a scratch copy of ``migrations/versions``; on a real database (as the mode's administrator,
-the NOSUPERUSER DBA included) it upgrades from 0006 to the catalog of a database built from the changed
-definition, and downgrades back to the catalog of 0006: the drift test's comparison at both ends.
+the next revision (0007 while 0006 is head) into a scratch copy of ``migrations/versions``; on a real
+database (as the mode's administrator, the NOSUPERUSER DBA included) it upgrades from head to the catalog
+of a database built from the changed definition, and downgrades back to the catalog of head: the drift
+test's comparison at both ends.
 The scratch databases the generator itself uses live on the suite's server.
 """
 
@@ -39,6 +40,9 @@ from tests.test_definition_drift import definition_catalog
 
 VERSIONS = MIGRATIONS_DIR / "versions"
 REPO = Path(__file__).parent.parent
+#: The shipped head, and the id a new revision gets (four digits, one after the other).
+HEAD = migrations_runner.head_revision()
+NEW = f"{int(HEAD) + 1:04d}"
 
 #: The recorded SQL of the released revisions: it never changes (sha256 of each file's bytes).
 RECORDED_SQL_SHA256 = {
@@ -157,9 +161,9 @@ def test_changed_rules_give_a_revision_that_upgrades_and_downgrades_to_each_defi
     written = migrations_runner.revision(
         "Receipts once read", definition_dir=definition, versions_dir=versions, scratch_server=server
     )
-    assert written == versions / "0007_receipts_once_read.py"
-    upgrade_sql = (versions / "0007_upgrade.sql").read_text(encoding="utf-8")
-    downgrade_sql = (versions / "0007_downgrade.sql").read_text(encoding="utf-8")
+    assert written == versions / f"{NEW}_receipts_once_read.py"
+    upgrade_sql = (versions / f"{NEW}_upgrade.sql").read_text(encoding="utf-8")
+    downgrade_sql = (versions / f"{NEW}_downgrade.sql").read_text(encoding="utf-8")
     assert "DROP POLICY notice_receipt_read_own ON public.notice_receipt;" in upgrade_sql
     assert "CREATE OR REPLACE FUNCTION agency_rls.insurer_id()" in upgrade_sql
     assert (
@@ -169,36 +173,36 @@ def test_changed_rules_give_a_revision_that_upgrades_and_downgrades_to_each_defi
     assert "GRANT UPDATE (fax) ON TABLE public.customer TO {{agency_writer_group}};" in downgrade_sql
     assert "GRANT EXECUTE ON FUNCTION agency_rls.supervised_agency_ids() TO {{agency_group}};" in upgrade_sql
     script = ScriptDirectory.from_config(alembic_config(None, versions_dir=versions))
-    assert script.get_current_head() == "0007" and script.get_revision("0007").down_revision == "0006"
+    assert script.get_current_head() == NEW and script.get_revision(NEW).down_revision == HEAD
 
     upgraded, downgraded = round_trip(server, versions, definition)
     assert "read_at IS NOT NULL" in upgraded and "read_at" not in downgraded
 
 
 def round_trip(server: str, versions: Path, definition: Path) -> tuple[str, str]:
-    """A database at 0006 (installed as the mode's administrator), upgraded to 0007 of ``versions`` and
+    """A database at HEAD (installed as the mode's administrator), upgraded to NEW of ``versions`` and
     down again; at each end its catalog equals that of a database built from that end's definition.
-    Returns the receipts policy's condition at 0007 and back at 0006."""
+    Returns the receipts policy's condition at NEW and back at HEAD."""
     db = create_database(server, "autogen")
     changed = create_database(server, "autogen_changed")
     try:
-        db.migrate()  # the package's definition: revision 0006
-        at_0006 = definition_catalog(db)
+        db.migrate()  # the package's definition: revision HEAD
+        at_head = definition_catalog(db)
         build_from_definition(changed, definition)
         try:
             migrations_runner.upgrade(db.url, "head", versions_dir=versions)
-            assert migrations_runner.migrated_revision(db.url, versions_dir=versions) == "0007"
+            assert migrations_runner.migrated_revision(db.url, versions_dir=versions) == NEW
             upgraded = policy_text(db)
             after, expected = definition_catalog(db), definition_catalog(changed)
             for part in DEFINITION_QUERIES:
                 assert after[part] == expected[part], part
 
-            migrations_runner.downgrade(db.url, "0006", versions_dir=versions)
-            assert migrations_runner.migrated_revision(db.url) == "0006"
+            migrations_runner.downgrade(db.url, HEAD, versions_dir=versions)
+            assert migrations_runner.migrated_revision(db.url) == HEAD
             downgraded = policy_text(db)
             back = definition_catalog(db)
             for part in DEFINITION_QUERIES:
-                assert back[part] == at_0006[part], part
+                assert back[part] == at_head[part], part
         finally:
             remove_definition(changed, definition)
             db.downgrade_base()
@@ -243,8 +247,8 @@ def test_columns_indexes_triggers_row_security_and_comments_round_trip(server: s
     migrations_runner.revision(
         "Pinned notices", definition_dir=definition, versions_dir=versions, scratch_server=server
     )
-    upgrade_sql = (versions / "0007_upgrade.sql").read_text(encoding="utf-8")
-    downgrade_sql = (versions / "0007_downgrade.sql").read_text(encoding="utf-8")
+    upgrade_sql = (versions / f"{NEW}_upgrade.sql").read_text(encoding="utf-8")
+    downgrade_sql = (versions / f"{NEW}_downgrade.sql").read_text(encoding="utf-8")
     assert "ALTER TABLE public.notice ADD COLUMN pinned boolean NOT NULL DEFAULT false;" in upgrade_sql
     assert "ALTER TABLE public.notice DROP COLUMN pinned;" in downgrade_sql
     assert "DROP INDEX public.notice_addressee_created_idx;" in upgrade_sql
@@ -272,7 +276,7 @@ def test_no_change_says_so_and_writes_nothing(
     )
     assert sorted(p.name for p in versions.iterdir()) == before
     assert capsys.readouterr().err.strip() == (
-        "agency-rls: no change: the definition matches the one recorded at revision 0006; nothing written"
+        f"agency-rls: no change: the definition matches the one recorded at revision {HEAD}; nothing written"
     )
 
 
@@ -319,22 +323,22 @@ def test_plain_alembic_revision_writes_the_sql_files_its_module_loads(
     versions, _definition = scratch_copies(tmp_path)
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("version_locations", str(versions))
-    written = command.revision(config, "hand written change", rev_id="0007")
+    written = command.revision(config, "hand written change", rev_id=NEW)
     assert not isinstance(written, list) and written is not None
-    assert Path(written.path) == versions / "0007_hand_written_change.py"
+    assert Path(written.path) == versions / f"{NEW}_hand_written_change.py"
     for step in ("upgrade", "downgrade"):
-        text = (versions / f"0007_{step}.sql").read_text(encoding="utf-8")
-        assert text.startswith(f"-- agency-rls revision 0007 ({step}): hand written change\n")
+        text = (versions / f"{NEW}_{step}.sql").read_text(encoding="utf-8")
+        assert text.startswith(f"-- agency-rls revision {NEW} ({step}): hand written change\n")
         assert all(line.startswith("--") or not line for line in text.splitlines())
     offline = Config(str(REPO / "alembic.ini"))
     offline.set_main_option("version_locations", str(versions))
     capsys.readouterr()
-    command.upgrade(offline, "0006:0007", sql=True)
+    command.upgrade(offline, f"{HEAD}:{NEW}", sql=True)
     rendered = capsys.readouterr().out
-    assert "-- agency-rls revision 0007 (upgrade): hand written change" in rendered
-    assert "UPDATE agency_rls_version.alembic_version SET version_num='0007'" in rendered
+    assert f"-- agency-rls revision {NEW} (upgrade): hand written change" in rendered
+    assert f"UPDATE agency_rls_version.alembic_version SET version_num='{NEW}'" in rendered
     # Whatever the id (Alembic's own when none is given), the files the .py loads are there.
-    other = command.revision(config, "another", head="0007")
+    other = command.revision(config, "another", head=NEW)
     assert not isinstance(other, list) and other is not None
     for name in (f"{other.revision}_upgrade.sql", f"{other.revision}_downgrade.sql"):
         assert (versions / name).is_file()
@@ -358,7 +362,7 @@ def test_generated_sql_names_roles_only_by_placeholder(server: str, tmp_path: Pa
     change_the_rules(definition)
     migrations_runner.revision("x", definition_dir=definition, versions_dir=versions, scratch_server=server)
     for step in ("upgrade", "downgrade"):
-        text = (versions / f"0007_{step}.sql").read_text(encoding="utf-8")
+        text = (versions / f"{NEW}_{step}.sql").read_text(encoding="utf-8")
         assert not re.search(r"\bz[hc][0-9a-f]{8}_", text)
         render(text, ManagementRoles("crm_"))  # every placeholder is known
 
@@ -384,5 +388,7 @@ def test_alembic_revision_autogenerate_takes_its_options_from_x(server: str, tmp
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "agency-rls: no change: the definition matches the one recorded at revision 0006" in result.stderr
+    assert (
+        f"agency-rls: no change: the definition matches the one recorded at revision {HEAD}" in result.stderr
+    )
     assert sorted(p.name for p in VERSIONS.iterdir()) == before
