@@ -8,8 +8,13 @@ migrated; for a new database ``-x role_prefix=…`` or ``AGENCY_RLS_ROLE_PREFIX`
 empty). Asking for a different prefix than the stored one is an error, never a rename.
 
 All revisions of one command run in a single transaction (PostgreSQL DDL and CREATE ROLE
-are transactional): a failing revision leaves the previous state intact. When a downgrade
-reaches base, the version table is dropped too, so nothing of the project remains.
+are transactional): a failing revision leaves the previous state intact. The version table is
+``agency_rls_version.alembic_version``, beside any host project's own (``version_table.py``); when a
+downgrade reaches base it is dropped too, with its schema, so nothing of the project remains.
+
+``alembic revision --autogenerate`` runs this file too: it writes the new revision's two SQL files
+with the SQL that moves the definition recorded at head to ``rls_policies/sql`` (``agency_rls.
+migrations.autogen``); without ``--autogenerate``, ``script.py.mako`` writes them empty.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ from __future__ import annotations
 import os
 
 from agency_rls.migrations.locking import lock_tables
+from agency_rls.migrations.runner import BYPASSRLS_REVISIONS
+from agency_rls.migrations.version_table import (
+    VERSION_SCHEMA,
+    drop_version_table,
+    refuse_taken_tables,
+    version_schema_for,
+)
 from agency_rls.rls_policies.names import MANAGEMENT_MARKER, ManagementRoles, check_prefix, marker_database
 from alembic import context
 from alembic.script import ScriptDirectory
@@ -87,8 +99,12 @@ def refuse_taken_prefix(connection: Connection, prefix: str) -> None:
 def run_migrations_offline() -> None:
     """Print the SQL of the requested revisions for review."""
     config.attributes["role_prefix"] = requested_prefix() or ""
-    context.configure(url=database_url(), literal_binds=True, transactional_ddl=True)
+    context.configure(
+        url=database_url(), literal_binds=True, transactional_ddl=True, version_table_schema=VERSION_SCHEMA
+    )
     with context.begin_transaction():
+        if context.get_starting_revision_argument() is None:  # from base: Alembic creates the version table
+            context.get_context().impl.static_output(f"CREATE SCHEMA IF NOT EXISTS {VERSION_SCHEMA};\n")
         context.run_migrations()
 
 
@@ -100,15 +116,12 @@ def run_migrations_online() -> None:
     """
     shared = config.attributes.get("connection")
     if shared is not None:
-        migrate_on(shared, own_connection=False)
+        migrate_on(shared)
         return
     engine = create_engine(database_url(), poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        migrate_on(connection, own_connection=True)
+    with engine.connect() as connection, connection.begin():  # one transaction, checks included
+        migrate_on(connection)
 
-
-#: Revisions whose recorded SQL creates or alters a BYPASSRLS role: walking over them needs SUPERUSER.
-BYPASSRLS_REVISIONS = ("0002", "0004")
 
 
 def refuse_walk_without_superuser(connection: Connection) -> None:
@@ -145,8 +158,20 @@ def refuse_walk_without_superuser(connection: Connection) -> None:
         )
 
 
-def migrate_on(connection: Connection, *, own_connection: bool) -> None:
+def moves_revisions() -> bool:
+    """Whether the command changes the recorded revision (upgrade, downgrade, stamp), not only reads it."""
+    try:
+        context.get_revision_argument()
+    except KeyError:  # current, history
+        return False
+    return True
+
+
+def migrate_on(connection: Connection) -> None:
     """Resolve the role prefix, refuse a taken one, and run the revisions on ``connection``."""
+    ours = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+    moving = moves_revisions()
+    version_schema = version_schema_for(connection, ours, moving=moving)
     stored = stored_prefix(connection)
     requested = requested_prefix()
     if stored is not None and requested is not None and requested != stored:
@@ -156,18 +181,39 @@ def migrate_on(connection: Connection, *, own_connection: bool) -> None:
     config.attributes["role_prefix"] = stored if stored is not None else (requested or "")
     if stored is None and not config.attributes.get("removing"):
         refuse_taken_prefix(connection, config.attributes["role_prefix"])
-    if own_connection:
-        connection.commit()
-    context.configure(connection=connection, transactional_ddl=True)
+    context.configure(connection=connection, transactional_ddl=True, version_table_schema=version_schema)
     refuse_walk_without_superuser(connection)
     with context.begin_transaction():
+        if (
+            moving
+            and not context.get_context().get_current_heads()
+            and not config.attributes.get("stamping")
+            and context.get_revision_argument() not in (None, "base")
+        ):
+            refuse_taken_tables(connection)
         lock_tables(connection)
         context.run_migrations()
-        if not context.get_context().get_current_heads():
-            connection.execute(text("DROP TABLE IF EXISTS public.alembic_version"))
+        if moving and not context.get_context().get_current_heads():
+            drop_version_table(connection)
 
 
-if context.is_offline_mode():
+def run_revision() -> None:
+    """``alembic revision``: the new revision's SQL files (see agency_rls.migrations.autogen)."""
+    from agency_rls.migrations.autogen import run_revision_environment
+    from agency_rls.schema import metadata
+
+    revision_context = context._proxy.context_opts["revision_context"]  # how env.py learns the command
+    run_revision_environment(
+        context,
+        autogenerate=bool(revision_context.command_args.get("autogenerate")),
+        metadata=metadata,
+        version_table_schema=VERSION_SCHEMA,
+    )
+
+
+if context._proxy.context_opts.get("revision_context") is not None:
+    run_revision()
+elif context.is_offline_mode():
     run_migrations_offline()
 else:
     run_migrations_online()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from agency_rls.migrations import offline
+from agency_rls.migrations import offline, version_table
 from agency_rls.migrations.locking import lock_tables
 from agency_rls.rls_policies.definition import TEARDOWN_FILE, read_template, render, security_template
 from agency_rls.rls_policies.names import ManagementRoles, check_prefix
@@ -28,12 +28,17 @@ from agency_rls.cluster.database import libpq_conninfo, sqlalchemy_url
 MIGRATIONS_DIR = Path(__file__).parent
 
 
-def alembic_config(url: str | None, *, role_prefix: str | None = None) -> Config:
-    """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix."""
+def alembic_config(
+    url: str | None, *, role_prefix: str | None = None, versions_dir: Path | None = None
+) -> Config:
+    """An Alembic Config for ``url`` (None: libpq environment), optionally with a role prefix.
+
+    ``versions_dir``: another folder of revisions than the package's (tests copy the shipped ones).
+    """
     config = Config(stdout=sys.stdout)  # the stream of now, not of import time (tests capture it)
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    config.set_main_option("version_locations", str(versions_dir or MIGRATIONS_DIR / "versions"))
     # '%' is ConfigParser's interpolation character; URLs may carry %2F.
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
     if role_prefix is not None:
@@ -57,6 +62,24 @@ def _lock_waits_explained() -> Iterator[None]:
             "agency-rls: a lock the migration needs was not granted in time: another session holds it (an "
             "open transaction of a principal? see pg_stat_activity and pg_blocking_pids()); nothing changed"
         ) from None
+
+
+#: Revisions whose recorded SQL creates or alters a BYPASSRLS role: walking over them needs SUPERUSER.
+BYPASSRLS_REVISIONS = ("0002", "0004")
+
+
+def walks_bypassrls(config: Config, at: str | None, revision: str) -> bool:
+    """Whether going from ``at`` to ``revision`` walks over a revision that needs SUPERUSER.
+
+    A target Alembic cannot name here (relative steps) counts as one: env.py checks again exactly.
+    """
+    script = ScriptDirectory.from_config(config)
+    try:
+        target = None if revision == "base" else script.get_revision(revision)
+    except Exception:  # '+1', '-2' …: be conservative
+        return True
+    low, high = sorted((at or "0000", target.revision if target is not None else "0000"))
+    return any(low < step <= high for step in BYPASSRLS_REVISIONS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +121,12 @@ def revision_steps(before: str | None, after: str | None) -> list[str]:
 
 
 def upgrade(
-    url: str | None, revision: str = "head", *, role_prefix: str | None = None, sql: bool = False
+    url: str | None,
+    revision: str = "head",
+    *,
+    role_prefix: str | None = None,
+    sql: bool = False,
+    versions_dir: Path | None = None,
 ) -> Moved | None:
     """``alembic upgrade``; ``sql`` prints the SQL instead of running it.
 
@@ -111,22 +139,32 @@ def upgrade(
     if sql:
         _upgrade_sql(url, revision, role_prefix)
         return None
-    config = alembic_config(url, role_prefix=role_prefix)
+    config = alembic_config(url, role_prefix=role_prefix, versions_dir=versions_dir)
     _check(url, require_install, "migrating agency-rls")
-    at = migrated_revision(url)
-    if revision == "head" and at == head_revision():
+    at = migrated_revision(url, versions_dir=versions_dir)
+    if revision == "head" and at == head_revision(versions_dir) and _version_table_at_home(url):
         if role_prefix is not None and url:
             offline.database_prefix(url, role_prefix)  # a different prefix is refused, even with nothing to do
         return Moved(at, at)  # nothing to do: no lock taken, nothing run
     if revision == "head" and at is None:
         with _lock_waits_explained():
             _install_current_definition(config, url)
-        return Moved(at, migrated_revision(url))
-    if at != head_revision():
+        return Moved(at, migrated_revision(url, versions_dir=versions_dir))
+    if walks_bypassrls(config, at, revision):
         _check(url, require_walk, f"upgrading from revision {at or 'base'}")
     with _lock_waits_explained():
         command.upgrade(config, revision)
-    return Moved(at, migrated_revision(url))
+    return Moved(at, migrated_revision(url, versions_dir=versions_dir))
+
+
+def _version_table_at_home(url: str | None) -> bool:
+    """Whether the version table is in its own schema already (else migrate moves it: version_table.py)."""
+    with psycopg.connect(libpq_conninfo(url)) as conn:
+        found = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (f"{version_table.VERSION_SCHEMA}.{version_table.VERSION_TABLE}",),
+        ).fetchone()
+    return bool(found and found[0])
 
 
 def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
@@ -150,7 +188,12 @@ def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> Non
 
 
 def downgrade(
-    url: str | None, revision: str, *, sql: bool = False, role_prefix: str | None = None
+    url: str | None,
+    revision: str,
+    *,
+    sql: bool = False,
+    role_prefix: str | None = None,
+    versions_dir: Path | None = None,
 ) -> Moved | None:
     """``alembic downgrade``; at base the version table is dropped too (see env.py).
 
@@ -161,19 +204,20 @@ def downgrade(
     if sql:
         _downgrade_sql(url, revision, role_prefix)
         return None
-    config = alembic_config(url)
+    config = alembic_config(url, versions_dir=versions_dir)
     _check(url, require_install, "downgrading agency-rls")
-    at = migrated_revision(url)
+    at = migrated_revision(url, versions_dir=versions_dir)
     if at is None:
         return Moved(None, None)
-    if revision == "base" and at == head_revision():
+    if revision == "base" and at == head_revision(versions_dir):
         with _lock_waits_explained():
             _remove_current_definition(config, url)
         return Moved(at, None)
-    _check(url, require_walk, f"downgrading to revision {revision}")
+    if walks_bypassrls(config, at, revision):
+        _check(url, require_walk, f"downgrading to revision {revision}")
     with _lock_waits_explained():
         command.downgrade(config, revision)
-    return Moved(at, migrated_revision(url))
+    return Moved(at, migrated_revision(url, versions_dir=versions_dir))
 
 
 def _downgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
@@ -212,21 +256,25 @@ def _check(url: str | None, requirement: Callable[[psycopg.Connection[Any], str]
         requirement(conn, what)
 
 
-def head_revision() -> str:
+def head_revision(versions_dir: Path | None = None) -> str:
     """The newest revision."""
-    head = ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(None, versions_dir=versions_dir)).get_current_head()
     assert head is not None
     return head
 
 
-def migrated_revision(url: str | None) -> str | None:
+def our_revisions(versions_dir: Path | None = None) -> set[str]:
+    """Every revision id of the project."""
+    config = alembic_config(None, versions_dir=versions_dir)
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
+def migrated_revision(url: str | None, *, versions_dir: Path | None = None) -> str | None:
     """The revision the database is at, or None when it was never migrated (or downgraded to base)."""
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            if conn.execute(text("SELECT to_regclass('public.alembic_version')")).scalar() is None:
-                return None
-            return conn.execute(text("SELECT version_num FROM public.alembic_version")).scalar()
+            return version_table.migrated_revision(conn, our_revisions(versions_dir))
     finally:
         engine.dispose()
 
@@ -283,3 +331,33 @@ def history() -> list[dict[str, str | bool | None]]:
         }
         for found in script.walk_revisions()
     ]
+
+
+def revision(
+    message: str,
+    *,
+    autogenerate: bool = True,
+    definition_dir: Path | None = None,
+    versions_dir: Path | None = None,
+    scratch_server: str | None = None,
+    rev_id: str | None = None,
+) -> Path | None:
+    """``agency-rls revision``: a new revision and its two SQL files; the .py's path, or None (no change).
+
+    With ``autogenerate`` the SQL moves the definition recorded at head to the current one
+    (``definition_dir``, default ``rls_policies/sql``), worked out on ``scratch_server`` (a superuser
+    conninfo; default: a throwaway cluster); see agency_rls.migrations.autogen.
+    """
+    config = alembic_config(None, versions_dir=versions_dir)
+    if definition_dir is not None:
+        config.attributes["definition_dir"] = str(definition_dir)
+    if scratch_server is not None:
+        config.attributes["scratch_server"] = scratch_server
+    if rev_id is None:
+        from agency_rls.migrations.autogen import next_revision_id
+
+        rev_id = next_revision_id(ScriptDirectory.from_config(config))
+    written = command.revision(config, message, autogenerate=autogenerate, rev_id=rev_id)
+    if not written or isinstance(written, list):
+        return None
+    return Path(written.path)

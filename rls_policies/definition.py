@@ -48,19 +48,22 @@ SCOPE_INDEXES: tuple[str, ...] = (
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
+#: The management roles a template names: ``{{owner}}`` (identifier) and ``{{owner_name}}`` (literal) ….
+ROLE_KEYS: tuple[str, ...] = (
+    "owner",
+    "helper",
+    "backend",
+    "agency_group",
+    "agency_writer_group",
+    "insurer_group",
+    "loader",
+)
+
 
 def placeholders(roles: ManagementRoles) -> dict[str, str]:
     """Every placeholder's SQL text for ``roles``."""
     values: dict[str, str] = {"prefix_literal": sql.Literal(roles.prefix).as_string(None)}
-    for key in (
-        "owner",
-        "helper",
-        "backend",
-        "agency_group",
-        "agency_writer_group",
-        "insurer_group",
-        "loader",
-    ):
+    for key in ROLE_KEYS:
         name = getattr(roles, key)
         values[key] = sql.Identifier(name).as_string(None)
         values[f"{key}_name"] = sql.Literal(name).as_string(None)
@@ -80,14 +83,18 @@ def render(template: str, roles: ManagementRoles) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
-def read_template(name: str) -> str:
-    """The current text of one SQL file of the definition."""
-    return (SQL_DIR / name).read_text(encoding="utf-8")
+def read_template(name: str, sql_dir: Path | None = None) -> str:
+    """The current text of one SQL file of the definition (``sql_dir``: another copy of ``sql/``)."""
+    return ((sql_dir or SQL_DIR) / name).read_text(encoding="utf-8")
 
 
-def security_template() -> str:
-    """All security SQL files, concatenated in application order, unrendered."""
-    return "\n".join(f"-- ==== {name} ====\n{read_template(name)}" for name in SECURITY_FILES)
+def security_template(sql_dir: Path | None = None) -> str:
+    """All security SQL files, concatenated in application order, unrendered.
+
+    ``sql_dir``: a copy of ``sql/`` to read instead (``agency-rls revision --definition``, and the
+    tests that change a rule in a scratch copy).
+    """
+    return "\n".join(f"-- ==== {name} ====\n{read_template(name, sql_dir)}" for name in SECURITY_FILES)
 
 
 def main(argv: list[str] | None = None) -> None:

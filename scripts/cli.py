@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import psycopg
@@ -143,7 +144,7 @@ def downgrade(
         typer.Option(
             "--sql",
             help="Print the SQL for review instead of running it (with a database: its prefix, from its"
-            " revision; without one give FROM:TO, e.g. 0006:base, and --role-prefix).",
+            " revision; without one give FROM:TO, e.g. 0007:base, and --role-prefix).",
         ),
     ] = False,
     yes: Annotated[
@@ -174,7 +175,7 @@ def current(
     database_url: DatabaseUrl = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
 ) -> None:
-    """Show the revision the database is at ('0006 (head)'), or 'not migrated'.
+    """Show the revision the database is at ('0007 (head)'), or 'not migrated'.
 
     Example: agency-rls current --format json
     """
@@ -199,6 +200,50 @@ def history(
         if output is OutputFormat.json
         else "\n".join(migration_report.history_lines(revisions))
     )
+
+
+@app.command()
+@one_line_errors
+def revision(
+    message: Annotated[
+        str, typer.Option("-m", "--message", help="What the revision changes (its file name and docstring).")
+    ],
+    empty: Annotated[
+        bool, typer.Option("--empty", help="Write empty SQL files to fill in by hand instead of comparing.")
+    ] = False,
+    definition: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR", help="A copy of rls_policies/sql to compare with head instead of the package's."
+        ),
+    ] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="A superuser URL where two scratch databases (and roles) may be made and dropped "
+            "(default: a throwaway cluster).",
+        ),
+    ] = None,
+) -> None:
+    """Write a new revision whose SQL moves the definition recorded at head to rls_policies/sql.
+
+    Writes <rev>.py, <rev>_upgrade.sql and <rev>_downgrade.sql in migrations/versions/, checked on
+    scratch databases first; with no change it says so and writes nothing. Needs no database of yours.
+
+    Example: agency-rls revision -m "notices: addressees see receipts only once read"
+    """
+    written = migrations_runner.revision(
+        message,
+        autogenerate=not empty,
+        definition_dir=definition,
+        scratch_server=libpq_conninfo(scratch_url) if scratch_url else None,
+    )
+    if written is None:
+        raise typer.Exit(0)
+    rev = written.name.split("_", 1)[0]
+    for path in (written, written.with_name(f"{rev}_upgrade.sql"), written.with_name(f"{rev}_downgrade.sql")):
+        print(path)
 
 
 @app.command()

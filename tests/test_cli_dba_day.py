@@ -269,7 +269,7 @@ def test_every_command_names_the_missing_privilege_in_one_line(
             ("matrix",): "agency-rls: the matrix needs a superuser connection",
             (
                 "current",
-            ): "agency-rls: cannot read the version table (permission denied for table alembic_version):"
+            ): "agency-rls: cannot read the version table (permission denied for schema agency_rls_version):"
             " 'current' needs a role that reads it",
             ("check", str(scenario)): "agency-rls: check --database-url needs SUPERUSER",
         }

@@ -38,6 +38,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from agency_rls.migrations.runner import head_revision
+from agency_rls.migrations.version_table import VERSION_SCHEMA
 from agency_rls.rls_policies.names import ManagementRoles, default_principal_role
 from agency_rls.rls_policies.privileges import MissingPrivilege, require_provision
 from agency_rls.rls_policies.provision import ProvisionError, provision, stored_prefix
@@ -247,11 +248,13 @@ def _silent(step: str, done: int, total: int) -> None:
 
 def _check_ready(conn: psycopg.Connection[Any]) -> str:
     """The stored role prefix, after checking the revision and the connecting role's privileges."""
-    row = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
     revision = None
-    if row and row[0]:
-        found = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
-        revision = found[0] if found else None
+    for table in (f"{VERSION_SCHEMA}.alembic_version", "public.alembic_version"):  # public: before the move
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+        if row and row[0]:
+            found = conn.execute(f"SELECT version_num FROM {table}").fetchone()  # type: ignore[arg-type]
+            revision = found[0] if found else None
+            break
     if revision is None:
         raise SeedError(
             "this database is not migrated: run 'agency-rls migrate' first (or 'agency-rls seed --migrate')"

@@ -16,8 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_recorded(__file__, "0001_domain_tables.sql")
+    run_recorded(__file__, "0001_upgrade.sql")
 
 
 def downgrade() -> None:
-    run_recorded(__file__, "0001_domain_tables_down.sql")
+    run_recorded(__file__, "0001_downgrade.sql")

@@ -1,6 +1,6 @@
 """Management roles, scope functions, forced row level security, policies and grants.
 
-The SQL this revision applies is recorded beside it (``0002_row_level_security.sql``, a
+The SQL this revision applies is recorded beside it (``0002_upgrade.sql``, a
 frozen copy of ``rls_policies/sql/`` at this revision), so later changes to the current
 definition never rewrite history.
 
@@ -20,8 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_recorded(__file__, "0002_row_level_security.sql")
+    run_recorded(__file__, "0002_upgrade.sql")
 
 
 def downgrade() -> None:
-    run_recorded(__file__, "0002_row_level_security_down.sql")
+    run_recorded(__file__, "0002_downgrade.sql")
