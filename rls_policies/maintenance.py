@@ -167,17 +167,14 @@ def refresh_scope_copies(conn: psycopg.Connection[Any]) -> None:
 
     Triggers keep them exact on every write; a load with triggers off leaves them stale, and a
     stale copy grants or withholds access. The set-based refresh is the database's own
-    (``agency_rls.refresh_all_scope_copies()``, one implementation); then every cached plan that
-    folded a principal's agencies is re-planned (``agency_rls.replan_scopes()``), since such a
-    load may have added supervision without its trigger.
+    (``agency_rls.refresh_all_scope_copies()``): one implementation, here and in the revisions.
     """
-    functions = conn.execute(
+    found = conn.execute(
         "SELECT to_regprocedure('agency_rls.refresh_all_scope_copies()') IS NOT NULL,"
-        " to_regprocedure('agency_rls.replan_scopes()') IS NOT NULL,"
         " EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('public.contract')"
         " AND attname = 'handler_agency_ids' AND NOT attisdropped)"
     ).fetchone()
-    refresh, replan, has_copies = functions if functions else (False, False, False)
+    refresh, has_copies = found if found else (False, False)
     if has_copies and not refresh:
         raise MaintenanceError(
             "this database is at revision 0006, whose copies provision cannot refresh: run "
@@ -185,8 +182,6 @@ def refresh_scope_copies(conn: psycopg.Connection[Any]) -> None:
         )
     if refresh:
         conn.execute("SELECT agency_rls.refresh_all_scope_copies()")
-    if replan:
-        conn.execute("SELECT agency_rls.replan_scopes()")
 
 
 def _require_unfiltered(conn: psycopg.Connection[Any]) -> None:

@@ -2,8 +2,11 @@
 
 The function is declared IMMUTABLE so that the planner evaluates it once, while planning, and
 estimates the caller's own share of contract and customer. It is safe only if (scope_functions.sql):
-it only narrows what the per-statement rule admits; a cached plan never serves another role; and a
-supervision change re-plans what folded it. These tests pin each of those, in the small world of
+it only adds candidates (ORed with the agencies of the statement, ANDed with the rule), so a plan
+folded for another time or caller never hides a row and never shows one; and a cached plan is
+re-planned for another role. The adversarial review of 0007 found the first version (a supervision
+trigger re-planning by ALTER FUNCTION) both racy and lockable by any principal: the tests below
+guard its cases. These tests pin each of those, in the small world of
 tests/test_hardening.py (S1 supervises W11; W11 handles NL-1; S1 handles GW1-1), extended here by
 W12 (agency 3), which handles NL-2 (contract 3) and which S1 does not supervise yet.
 """
@@ -11,10 +14,12 @@ W12 (agency 3), which handles NL-2 (contract 3) and which S1 does not supervise 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.support import World
 from tests.test_hardening import small_world, visible
@@ -73,34 +78,35 @@ def _prepared_contract_ids(world: World, short: str) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def test_a_new_supervision_counts_from_the_next_statement_of_a_cached_plan(small: World) -> None:
-    """A generic plan S1 made before S1 supervised W12 is re-planned when the supervision arrives.
+def test_a_plan_folded_before_a_supervision_still_finds_its_rows(small: World) -> None:
+    """A generic plan S1 made in a snapshot older than a new supervision keeps {1,2} folded in it.
 
-    Without the supervision trigger the cached plan keeps S1's old agencies and hides W12's
-    contract (the test shows that too, so it can fail): stale only ever hides, never shows.
+    The review's case: a REPEATABLE READ transaction plans (and caches) the statement after the
+    supervision committed but with a snapshot from before it. The folded arm is stale for good (the
+    plan says '{1,2}'); the statement's own arm finds W12's contract from the next transaction on.
     """
     backend = small.backend
     backend.execute("SET plan_cache_mode = force_generic_plan")
     backend.execute("PREPARE planned_identity_contracts AS SELECT id FROM public.contract ORDER BY id")
     backend.commit()
     try:
-        assert _prepared_contract_ids(small, "agency_s1") == [1, 2]
-        with small.superuser() as superuser:
-            superuser.execute("ALTER TABLE public.supervision DISABLE TRIGGER supervision_replans_scopes")
-            try:
-                superuser.execute(
+        with backend.transaction(), backend.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(small.role("agency_s1"))))
+            cur.execute("SELECT 1")  # the snapshot is taken here
+            with small.admin() as admin:
+                admin.execute(
                     "INSERT INTO public.supervision (supervising_agency_id, working_agency_id, valid_from)"
                     " VALUES (1, 3, now() - interval '1 day')"
                 )
-            finally:
-                superuser.execute("ALTER TABLE public.supervision ENABLE TRIGGER supervision_replans_scopes")
-        assert _prepared_contract_ids(small, "agency_s1") == [1, 2], "the stale plan should have hidden NL-2"
-        assert visible(small, "agency_s1", "contract") == [1, 2, 3]  # a new statement plans afresh
-
-        with small.admin() as admin:  # any supervision write re-plans: here an unrelated one
-            admin.execute("UPDATE public.supervision SET valid_to = NULL WHERE working_agency_id = 2")
+            cur.execute("EXECUTE planned_identity_contracts")  # re-planned in the old snapshot
+            assert [row[0] for row in cur.fetchall()] == [1, 2]
         assert _prepared_contract_ids(small, "agency_s1") == [1, 2, 3]
-        # And the cached plan never serves another principal (re-planned per role).
+        with small.acting_as("agency_s1") as cur:
+            cur.execute("EXPLAIN (COSTS OFF) EXECUTE planned_identity_contracts")
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        assert "'{1,2}'::bigint[]" in plan, "the folded arm should still be the stale one here"
+        # The cached plan never serves another principal (re-planned per role).
         assert _prepared_contract_ids(small, "agency_w11") == [1]
     finally:
         backend.execute("DEALLOCATE planned_identity_contracts")
@@ -108,40 +114,55 @@ def test_a_new_supervision_counts_from_the_next_statement_of_a_cached_plan(small
         backend.commit()
 
 
-def test_concurrent_supervision_writers_both_commit(small: World) -> None:
-    """Two loaders changing supervision at once: the re-plan is serialised, neither fails.
+def test_supervision_writers_wait_for_each_other_without_deadlock(small: World) -> None:
+    """T1 writes row a, T2 row b, T1 row b: T1 waits for T2, as it would without row level security.
 
-    (Two ALTERs of the one catalog row of planned_agency_ids() would otherwise end one of them
-    with "tuple concurrently updated".)
+    (The first 0007 took a lock in an AFTER STATEMENT trigger, after the rows: this deadlocked.)
     """
-    first = small.admin()
-    second = small.admin()
+    with small.admin() as admin:
+        admin.execute(
+            "INSERT INTO public.supervision (id, supervising_agency_id, working_agency_id, valid_from)"
+            " VALUES (100, 1, 3, now() - interval '1 day')"
+        )
+        (first_id,) = admin.execute("SELECT id FROM public.supervision WHERE working_agency_id = 2").fetchone()
+    first, second = small.admin(), small.admin()
     errors: list[BaseException] = []
     try:
-        first.autocommit = False
-        second.autocommit = False
-        first.execute(
-            "INSERT INTO public.supervision (supervising_agency_id, working_agency_id, valid_from)"
-            " VALUES (1, 3, now() - interval '1 day')"
-        )
+        first.autocommit = second.autocommit = False
+        first.execute("UPDATE public.supervision SET valid_to = NULL WHERE id = %s", (first_id,))
+        second.execute("UPDATE public.supervision SET valid_to = NULL WHERE id = 100")
 
-        def write_second() -> None:
+        def first_writes_b() -> None:
             try:
-                second.execute("UPDATE public.supervision SET valid_to = NULL WHERE working_agency_id = 2")
-                second.commit()
+                first.execute("UPDATE public.supervision SET valid_to = now() + interval '1 year' WHERE id = 100")
+                first.commit()
             except BaseException as error:  # reported below
                 errors.append(error)
 
-        thread = threading.Thread(target=write_second)
+        thread = threading.Thread(target=first_writes_b)
         thread.start()
-        thread.join(timeout=1)
-        assert thread.is_alive(), "the second writer should wait for the first one's re-plan"
-        first.commit()
+        time.sleep(0.5)
+        assert thread.is_alive(), "the first writer should wait for the second one's row"
+        second.commit()
         thread.join(timeout=30)
         assert not thread.is_alive() and errors == []
     finally:
         first.close()
         second.close()
+    assert visible(small, "agency_s1", "contract") == [1, 2, 3]
+
+
+def test_a_principal_cannot_block_supervision_writes(small: World) -> None:
+    """Any lock a principal can take (advisory locks are PUBLIC) does not stop a supervision write."""
+    with small.login_as("agency_w11") as principal:
+        principal.execute("SELECT pg_advisory_lock('pg_catalog.pg_proc'::regclass::oid::integer,"
+                          " 'agency_rls.planned_agency_ids()'::regprocedure::oid::integer)")
+        with small.admin() as admin:
+            admin.execute("SET lock_timeout = '5s'")
+            admin.execute(
+                "INSERT INTO public.supervision (supervising_agency_id, working_agency_id, valid_from)"
+                " VALUES (1, 3, now() - interval '1 day')"
+            )
     assert visible(small, "agency_s1", "contract") == [1, 2, 3]
 
 

@@ -58,8 +58,8 @@ RECORDED_SQL_SHA256 = {
     "0005_downgrade.sql": "01ef7258745a8c491a45c15f5664cdc431d0a1c52e968edc88ad633295e5819c",
     "0006_upgrade.sql": "c71cbf5449eb79952eb0c57eeb0ab4876c6293bfb157b2c45b79691ada6cb08b",
     "0006_downgrade.sql": "c98889a11130e767ec0be466a5f00e8cc49ce08dd74f62fd0b0b264fa729f6b3",
-    "0007_upgrade.sql": "d33aebd138efe7ca401496270d90a0c631c01a020048f34cb554e7ded2cda421",
-    "0007_downgrade.sql": "cccbb61773bed5ef622ab9e46bf0819324f7c40c89c63b6ae21ef51f92238e16",
+    "0007_upgrade.sql": "7b986cbf02e39ffd34c39a668bb5a2536354f7fd02b15251ba2b0b02b1d9598a",
+    "0007_downgrade.sql": "1eac3924eb8f8d664a44eefa9454c7d0e0cd43d4a553a1f3a99d91a99212fc85",
 }
 
 

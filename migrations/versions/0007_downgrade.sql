@@ -52,9 +52,7 @@ CREATE POLICY customer_update_contact ON public.customer
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()));
 
-DROP TRIGGER supervision_replans_scopes ON public.supervision;
-DROP FUNCTION agency_rls.supervision_changed();
-DROP FUNCTION agency_rls.replan_scopes();
+REVOKE USAGE ON SCHEMA agency_rls FROM {{loader}};
 DROP FUNCTION agency_rls.planned_agency_ids();
 DROP FUNCTION agency_rls.planned_restriction();
 DROP FUNCTION agency_rls.refresh_all_scope_copies();

@@ -1,13 +1,14 @@
--- agency-rls revision 0007: the caller's agencies folded into the plan; one refresh of the copies.
+-- agency-rls revision 0007: the caller's agencies and restriction folded into the plan; one refresh
+-- of the copies.
 --
 -- Until 0006 the caller's agencies reached the contract and customer policies as an InitPlan,
--- which the planner cannot see: it assumed 1% of the rows for every principal, and each
--- statement paid one more identity lookup. From here the GIN overlap on the copied handler links
--- compares them with agency_rls.planned_agency_ids(), evaluated once while planning (its
--- comment says why that is safe: it only narrows, the policies still decide with the links
--- valid now, and supervision changes re-plan). The set-based refresh of every copy moves from
--- provision's Python into the database (agency_rls.refresh_all_scope_copies()), so that there is
--- one implementation. Nothing about what a principal may see changes.
+-- which the planner cannot see: it assumed 1% of the rows for every principal. From here the GIN
+-- overlap on the copied handler links also compares them with agency_rls.planned_agency_ids(),
+-- evaluated once while planning (ORed with the agencies of the statement, so that a plan made
+-- earlier never hides a row; its comment says why the rest is safe), and seconded staff plan with
+-- their insurer as an equality (agency_rls.planned_restriction()). The set-based refresh of every
+-- copy moves from provision's Python into the database (agency_rls.refresh_all_scope_copies()),
+-- so that there is one implementation. Nothing about what a principal may see changes.
 
 GRANT CREATE ON SCHEMA agency_rls TO {{helper}};
 
@@ -19,14 +20,14 @@ GRANT CREATE ON SCHEMA agency_rls TO {{helper}};
 --
 -- Declared IMMUTABLE so that the planner evaluates it once, while planning; it is not immutable
 -- (it reads the caller's role and supervision), and it is safe only because of how it is used:
---   - only to narrow: the policies that use it also require a link that is valid now for an
---     agency of handling_agency_ids(), evaluated at every statement. A stale value can hide rows
---     (a supervision added after the plan was made) and never show one that the rule refuses;
---   - a plan never outlives its caller: PostgreSQL re-plans a cached statement on a table with
---     row level security when the current role differs from the role it was planned for, and a
---     principal's mapping never changes in place (principal_guard.sql);
---   - a supervision change re-plans every statement that folded it (agency_rls.replan_scopes()
---     below), so a new supervision counts from the next statement, as the rule says.
+--   - for estimates and candidates, never as the only gate: every policy that uses it ORs it with
+--     the same overlap on handling_agency_ids(), evaluated at each statement, and ANDs the rule
+--     (a link valid now for one of those agencies). A plan folded for another time (a supervision
+--     added since, a snapshot older than it) or another caller (a SECURITY DEFINER function run
+--     by several principals in one session) finds its rows through the second arm; the folded
+--     one can only add candidates that the rule then refuses;
+--   - PostgreSQL re-plans a cached statement on a table with row level security when the
+--     current role differs from the role it was planned for, so estimates follow the caller.
 -- Empty for insurers and non-principals (an overlap with an empty array is false).
 CREATE FUNCTION agency_rls.planned_agency_ids() RETURNS bigint[]
     LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
@@ -71,36 +72,6 @@ BEGIN
     );
 END
 $$;
-
--- Re-plan every cached statement that folded agency_rls.planned_agency_ids(): PostgreSQL records
--- a plan's dependency on a function it evaluated while planning, and altering the function
--- (even to the same cost) invalidates those plans in every session at commit. The advisory lock
--- serialises concurrent writers of supervision, whose ALTERs of the one catalog row would
--- otherwise fail with "tuple concurrently updated". Run by the supervision trigger below and by
--- provision after loads with triggers off.
-CREATE FUNCTION agency_rls.replan_scopes() RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock('pg_catalog.pg_proc'::regclass::oid::integer,
-                                             'agency_rls.planned_agency_ids()'::regprocedure::oid::integer);
-    ALTER FUNCTION agency_rls.planned_agency_ids() COST 100;
-END
-$$;
-
-CREATE FUNCTION agency_rls.supervision_changed() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM agency_rls.replan_scopes();
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER supervision_replans_scopes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.supervision
-    FOR EACH STATEMENT EXECUTE FUNCTION agency_rls.supervision_changed();
 
 -- Recompute every copy, set-based (one aggregate over the handler rows, one over the contracts'
 -- parties): seconds per million contracts. For loads with triggers off (session_replication_role
@@ -164,16 +135,15 @@ END;
 
 ALTER FUNCTION agency_rls.planned_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.planned_restriction()       OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.replan_scopes()             OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.supervision_changed()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.refresh_all_scope_copies()  OWNER TO {{helper}};
 REVOKE CREATE ON SCHEMA agency_rls FROM {{helper}};
-REVOKE ALL ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.planned_restriction(), agency_rls.replan_scopes(),
-                       agency_rls.supervision_changed(), agency_rls.refresh_all_scope_copies()
+REVOKE ALL ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.planned_restriction(),
+                       agency_rls.refresh_all_scope_copies()
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION agency_rls.planned_agency_ids(), agency_rls.planned_restriction()
     TO {{agency_group}}, {{agency_writer_group}}, {{insurer_group}};
-GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies(), agency_rls.replan_scopes() TO {{loader}};
+GRANT USAGE ON SCHEMA agency_rls TO {{loader}};
+GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies() TO {{loader}};
 
 DROP POLICY contract_agency_handles ON public.contract;
 DROP POLICY customer_read_through_contract ON public.customer;
@@ -185,12 +155,14 @@ DROP POLICY customer_update_contact ON public.customer;
 -- restrictive policy at its own security level (in name order) and the permissive ones after
 -- them, and only the first level may use an operator that is not LEAKPROOF (array overlap is
 -- not) as an index condition. As a permissive policy behind the entrustment guard, the overlap
--- was a filter over every contract of the caller's insurers. Its agencies are folded into the
--- plan (agency_rls.planned_agency_ids(), scope_functions.sql), so that the planner estimates the
--- caller's own share of the table; the permissive policy decides with the agencies of now.
+-- was a filter over every contract of the caller's insurers. The agencies folded into the plan
+-- (agency_rls.planned_agency_ids(), scope_functions.sql) let the planner estimate the caller's own
+-- share of the table; ORed with the agencies of this statement, so that a plan made earlier never
+-- hides a row; the permissive policy decides with the links valid now.
 CREATE POLICY contract_agency_handles ON public.contract
     AS RESTRICTIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && agency_rls.planned_agency_ids());
+    USING (handler_agency_ids && agency_rls.planned_agency_ids()
+           OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()));
 
 -- Policyholder or insured of a contract the caller sees: the contract policy's rule, on the
 -- links of the customer's contracts copied onto the customer row (each with its insurer, for the
@@ -198,7 +170,8 @@ CREATE POLICY contract_agency_handles ON public.contract
 -- the GIN index (see contract_agency_handles); each is then decided with the links valid now.
 CREATE POLICY customer_read_through_contract ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && agency_rls.planned_agency_ids()
+    USING ((handler_agency_ids && agency_rls.planned_agency_ids()
+            OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -210,7 +183,8 @@ CREATE POLICY customer_read_through_contract ON public.customer
 CREATE POLICY customer_update_contact ON public.customer
     AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
     USING ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && agency_rls.planned_agency_ids()
+           AND (handler_agency_ids && agency_rls.planned_agency_ids()
+                OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -218,7 +192,8 @@ CREATE POLICY customer_update_contact ON public.customer
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()))
     WITH CHECK ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && agency_rls.planned_agency_ids()
+           AND (handler_agency_ids && agency_rls.planned_agency_ids()
+                OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)

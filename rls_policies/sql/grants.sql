@@ -36,8 +36,6 @@ ALTER FUNCTION agency_rls.handling_agency_ids()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.addressee_agency_ids()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.planned_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.planned_restriction()       OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.replan_scopes()             OWNER TO {{helper}};
-ALTER FUNCTION agency_rls.supervision_changed()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
@@ -109,8 +107,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE
     ON public.insurer, public.agency, public.supervision, public.entrustment, public.customer,
        public.contract, public.contract_handler, public.notice, public.notice_receipt, public.principal
     TO {{loader}};
--- After a load with triggers off: recompute the copied links, re-plan the folded identities.
-GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies(), agency_rls.replan_scopes() TO {{loader}};
+-- After a load with triggers off: recompute the copied links (provision runs it).
+GRANT USAGE ON SCHEMA agency_rls TO {{loader}};
+GRANT EXECUTE ON FUNCTION agency_rls.refresh_all_scope_copies() TO {{loader}};
 
 -- Privileges nobody here granted: the installer's default privileges (ALTER DEFAULT PRIVILEGES,
 -- common on managed services) give a table or identity sequence to some role or PUBLIC the moment

@@ -45,12 +45,14 @@ ALTER TABLE public.contract FORCE ROW LEVEL SECURITY;
 -- restrictive policy at its own security level (in name order) and the permissive ones after
 -- them, and only the first level may use an operator that is not LEAKPROOF (array overlap is
 -- not) as an index condition. As a permissive policy behind the entrustment guard, the overlap
--- was a filter over every contract of the caller's insurers. Its agencies are folded into the
--- plan (agency_rls.planned_agency_ids(), scope_functions.sql), so that the planner estimates the
--- caller's own share of the table; the permissive policy decides with the agencies of now.
+-- was a filter over every contract of the caller's insurers. The agencies folded into the plan
+-- (agency_rls.planned_agency_ids(), scope_functions.sql) let the planner estimate the caller's own
+-- share of the table; ORed with the agencies of this statement, so that a plan made earlier never
+-- hides a row; the permissive policy decides with the links valid now.
 CREATE POLICY contract_agency_handles ON public.contract
     AS RESTRICTIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && agency_rls.planned_agency_ids());
+    USING (handler_agency_ids && agency_rls.planned_agency_ids()
+           OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()));
 CREATE POLICY contract_read_handled ON public.contract
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (EXISTS (SELECT
@@ -99,7 +101,8 @@ ALTER TABLE public.customer FORCE ROW LEVEL SECURITY;
 -- the GIN index (see contract_agency_handles); each is then decided with the links valid now.
 CREATE POLICY customer_read_through_contract ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
-    USING (handler_agency_ids && agency_rls.planned_agency_ids()
+    USING ((handler_agency_ids && agency_rls.planned_agency_ids()
+            OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -123,7 +126,8 @@ CREATE POLICY customer_insert_prospect ON public.customer
 CREATE POLICY customer_update_contact ON public.customer
     AS PERMISSIVE FOR UPDATE TO {{agency_writer_group}}
     USING ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && agency_rls.planned_agency_ids()
+           AND (handler_agency_ids && agency_rls.planned_agency_ids()
+                OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)
@@ -131,7 +135,8 @@ CREATE POLICY customer_update_contact ON public.customer
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()))
     WITH CHECK ((SELECT agency_rls.unrestricted_agency_id()) IS NOT NULL
-           AND handler_agency_ids && agency_rls.planned_agency_ids()
+           AND (handler_agency_ids && agency_rls.planned_agency_ids()
+                OR handler_agency_ids && (SELECT agency_rls.handling_agency_ids()))
            AND EXISTS (SELECT
                          FROM unnest(handler_agency_ids, handler_insurer_ids, handler_windows)
                               AS link (agency_id, insurer_id, valid)

@@ -212,14 +212,14 @@ $$;
 --
 -- Declared IMMUTABLE so that the planner evaluates it once, while planning; it is not immutable
 -- (it reads the caller's role and supervision), and it is safe only because of how it is used:
---   - only to narrow: the policies that use it also require a link that is valid now for an
---     agency of handling_agency_ids(), evaluated at every statement. A stale value can hide rows
---     (a supervision added after the plan was made) and never show one that the rule refuses;
---   - a plan never outlives its caller: PostgreSQL re-plans a cached statement on a table with
---     row level security when the current role differs from the role it was planned for, and a
---     principal's mapping never changes in place (principal_guard.sql);
---   - a supervision change re-plans every statement that folded it (agency_rls.replan_scopes()
---     below), so a new supervision counts from the next statement, as the rule says.
+--   - for estimates and candidates, never as the only gate: every policy that uses it ORs it with
+--     the same overlap on handling_agency_ids(), evaluated at each statement, and ANDs the rule
+--     (a link valid now for one of those agencies). A plan folded for another time (a supervision
+--     added since, a snapshot older than it) or another caller (a SECURITY DEFINER function run
+--     by several principals in one session) finds its rows through the second arm; the folded
+--     one can only add candidates that the rule then refuses;
+--   - PostgreSQL re-plans a cached statement on a table with row level security when the
+--     current role differs from the role it was planned for, so estimates follow the caller.
 -- Empty for insurers and non-principals (an overlap with an empty array is false).
 CREATE FUNCTION agency_rls.planned_agency_ids() RETURNS bigint[]
     LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
@@ -264,36 +264,6 @@ BEGIN
     );
 END
 $$;
-
--- Re-plan every cached statement that folded agency_rls.planned_agency_ids(): PostgreSQL records
--- a plan's dependency on a function it evaluated while planning, and altering the function
--- (even to the same cost) invalidates those plans in every session at commit. The advisory lock
--- serialises concurrent writers of supervision, whose ALTERs of the one catalog row would
--- otherwise fail with "tuple concurrently updated". Run by the supervision trigger below and by
--- provision after loads with triggers off.
-CREATE FUNCTION agency_rls.replan_scopes() RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock('pg_catalog.pg_proc'::regclass::oid::integer,
-                                             'agency_rls.planned_agency_ids()'::regprocedure::oid::integer);
-    ALTER FUNCTION agency_rls.planned_agency_ids() COST 100;
-END
-$$;
-
-CREATE FUNCTION agency_rls.supervision_changed() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM agency_rls.replan_scopes();
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER supervision_replans_scopes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON public.supervision
-    FOR EACH STATEMENT EXECUTE FUNCTION agency_rls.supervision_changed();
 
 -- Addressees whose notices reach the caller: its own agency and the agencies currently
 -- supervising it (notices flow down only). Empty for insurers and non-principals.
