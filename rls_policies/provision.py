@@ -503,6 +503,8 @@ SELECT ours.rolname, coalesce(db.datname, ''),
   FROM pg_catalog.pg_db_role_setting AS s
   JOIN ours ON ours.oid = s.setrole
   LEFT JOIN pg_catalog.pg_database AS db ON db.oid = s.setdatabase
+ -- the backend's own setting, from the definition (roles.sql: its sessions never JIT-compile)
+ WHERE NOT (ours.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = ARRAY['jit=off'])
  ORDER BY 1, 3
 """
 
@@ -522,6 +524,7 @@ def _plan_owned_objects(
             "principal_marker": principal_marker(database),
             "management_marker": management_marker(database),
             "kept": [*roles.groups(), roles.backend],
+            "backend": roles.backend,
         },
     ).fetchall()
     statements: list[sql.Composable] = []

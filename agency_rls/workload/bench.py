@@ -562,6 +562,23 @@ def _session_authorization_class(role: str) -> type[psycopg.Connection[Any]]:
     return BackendSession
 
 
+def _role_settings_options(dba: psycopg.Connection[Any], role: str) -> list[str]:
+    """``-c name=value`` for the role's own settings (ALTER ROLE ... SET), which a login as the role
+    applies and SET SESSION AUTHORIZATION does not; given at login, RESET ALL keeps them too."""
+    rows = dba.execute(
+        """
+        SELECT pg_catalog.unnest(s.setconfig)
+          FROM pg_catalog.pg_db_role_setting AS s
+         WHERE s.setrole = pg_catalog.to_regrole(%s)
+           AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database AS d
+                                      WHERE d.datname = pg_catalog.current_database()))
+         ORDER BY s.setdatabase
+        """,
+        (role,),
+    ).fetchall()
+    return ["-c " + str(setting).replace("\\", "\\\\").replace(" ", "\\ ") for (setting,) in rows]
+
+
 def _without_password(conninfo: str, user: str) -> str:
     params = {key: value for key, value in conninfo_to_dict(conninfo).items() if key != "password"}
     params["user"] = user
@@ -600,6 +617,8 @@ def open_backend_pools(
         how = f"a login as {backend_role} with the DBA's parameters, no password"
         connection_class = None
     kwargs = _with_timeout(conninfo, timeout_s)
+    if connection_class is not None:  # a login as the backend would apply its settings (jit = off)
+        kwargs["options"] = " ".join([*_role_settings_options(dba, backend_role), kwargs["options"]])
     try:
         probe_class = connection_class or psycopg.Connection
         with probe_class.connect(conninfo, autocommit=True, **kwargs) as probe:

@@ -53,6 +53,7 @@ CREATE POLICY customer_update_contact ON public.customer
                           AND link.valid @> now()));
 
 REVOKE USAGE ON SCHEMA agency_rls FROM {{loader}};
+ALTER ROLE {{backend}} RESET jit;
 DROP FUNCTION agency_rls.planned_agency_ids();
 DROP FUNCTION agency_rls.planned_restriction();
 DROP FUNCTION agency_rls.refresh_all_scope_copies();
