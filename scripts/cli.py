@@ -621,6 +621,67 @@ class LintFormat(StrEnum):
 
 @app.command()
 @one_line_errors
+def diff(
+    rev_a: Annotated[
+        str, typer.Argument(metavar="REV_A", help="The older revision (an id such as 0006, or 'head').")
+    ],
+    rev_b: Annotated[str, typer.Argument(metavar="REV_B", help="The newer revision.")],
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            metavar="FILE",
+            help="A scenario file's world (repeatable; default: the shipped ones).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Also a small generated world, the same for the same seed (needs Hypothesis)."
+        ),
+    ] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            "--scratch-url",
+            envvar="AGENCY_RLS_SCRATCH_URL",
+            help="Superuser URL of a server to build the scratch databases on, instead of a throwaway cluster.",
+            show_envvar=True,
+        ),
+    ] = None,
+    versions_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--versions-dir", metavar="DIR", help="Revisions from DIR instead of the installed ones."
+        ),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch databases (and cluster).")] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Build REV_A and REV_B in scratch databases, load the same worlds, and report the rows each principal
+    gains and loses, with the scope rule that explains each.
+
+    Exit status: 0 no principal gains a row (or a revision after REV_A declares it: widens_access),
+    1 an undeclared gain, 2 bad input, 3 cannot run. Example: agency-rls diff 0006 head --format json
+    """
+    from agency_rls.checks.behaviour_diff import run_diff  # imported late: keeps --help fast
+
+    status = run_diff(
+        rev_a,
+        rev_b,
+        scenarios=scenario or (),
+        seed=seed,
+        scratch_url=scratch_url,
+        versions_dir=versions_dir,
+        keep=keep,
+        as_json=output is OutputFormat.json,
+    )
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
+@one_line_errors
 def lint(
     database_url: DatabaseUrl = None,
     output: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = LintFormat.text,
