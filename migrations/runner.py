@@ -167,17 +167,23 @@ def _version_table_at_home(url: str | None) -> bool:
     return bool(found and found[0])
 
 
-def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
-    """``migrate --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py)."""
+def _offline_range(
+    url: str | None, revision: str, role_prefix: str | None
+) -> tuple[str | None, str, str | None]:
+    """(FROM, TO, prefix) of an offline run: FROM and the prefix from the database at ``url`` if any."""
     start, end = offline.split_range(revision)
     if role_prefix is not None:
-        check_prefix(
-            role_prefix
-        )  # before any connection: a bad prefix is the reason, not an unreachable server
+        check_prefix(role_prefix)  # before any connection: a bad prefix is the reason, not an unreachable server
     if url:
         role_prefix = offline.database_prefix(url, role_prefix)
         if start is None:
             start = migrated_revision(url)
+    return start, end, role_prefix
+
+
+def _upgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> None:
+    """``migrate --sql``: the prefix and the starting revision of the database at ``url`` (see offline.py)."""
+    start, end, role_prefix = _offline_range(url, revision, role_prefix)
     config = alembic_config(url, role_prefix=role_prefix)
     head = head_revision()
     if start in (None, "base") and end in ("head", head):
@@ -225,17 +231,9 @@ def _downgrade_sql(url: str | None, revision: str, role_prefix: str | None) -> N
 
     Without a database the range must be given (``0006:base``), as Alembic requires offline.
     """
-    start, end = offline.split_range(revision)
-    if role_prefix is not None:
-        check_prefix(
-            role_prefix
-        )  # before any connection: a bad prefix is the reason, not an unreachable server
-    if url:
-        role_prefix = offline.database_prefix(url, role_prefix)
-        if start is None:
-            start = migrated_revision(url)
-            if start is None:
-                raise SystemExit("agency-rls: nothing to downgrade: the database is not migrated")
+    start, end, role_prefix = _offline_range(url, revision, role_prefix)
+    if url and start is None:
+        raise SystemExit("agency-rls: nothing to downgrade: the database is not migrated")
     if start is None:
         raise SystemExit(
             f"agency-rls: downgrade --sql without a database needs the revision to start from: "

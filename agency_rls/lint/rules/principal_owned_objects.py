@@ -65,6 +65,8 @@ SELECT 'warning',
        || 'RESET ALL (agency-rls provision does this)'
   FROM pg_catalog.pg_db_role_setting AS s
   JOIN application_role AS a ON a.oid = s.setrole
- WHERE s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM here)
+ WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM here))
+   -- the backend's own setting from the definition (roles.sql: its sessions never JIT-compile)
+   AND NOT (a.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = ARRAY['jit=off'])
  ORDER BY 2, 3
 """
