@@ -25,6 +25,7 @@ COMMANDS = [
     "seed",
     "bench",
     "lint",
+    "drift",
     "alembic",
     "revision",
 ]
