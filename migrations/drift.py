@@ -201,14 +201,41 @@ def renamed(rows: Rows, replacements: dict[str, str]) -> Rows:
     return {part: [tuple(fix(v) for v in row) for row in found] for part, found in rows.items()}
 
 
+#: aclitem privilege letters (PostgreSQL's "Privilege abbreviations"), spelt out for the report.
+PRIVILEGES = {
+    "r": "SELECT", "w": "UPDATE", "a": "INSERT", "d": "DELETE", "D": "TRUNCATE", "x": "REFERENCES",
+    "t": "TRIGGER", "X": "EXECUTE", "U": "USAGE", "C": "CREATE", "c": "CONNECT", "T": "TEMPORARY",
+    "s": "SET", "A": "ALTER SYSTEM", "m": "MAINTAIN",
+}  # fmt: skip
+
+
 def acl_items(text: str) -> list[str]:
-    """``grantee=privileges`` of each item of an ACL as ``definition_catalog.acl`` writes it (grantor
-    dropped); PUBLIC for the empty grantee."""
-    items = set()
+    """``grantee: PRIVILEGE, …`` for each grantee of an ACL as ``definition_catalog.acl`` writes it.
+
+    The grantor is left out (the owner, or a DBA acting through the owner, is not a difference); a
+    grantee's items from several grantors are merged; ``*`` marks WITH GRANT OPTION; PUBLIC is PUBLIC.
+    """
+    granted: dict[str, set[str]] = {}
     for item in filter(None, text.split(",")):
         grantee, _, rest = item.partition("=")
-        items.add(f"{grantee or 'PUBLIC'}={rest.split('/')[0]}")
-    return sorted(items)
+        letters = re.findall(r"[A-Za-z]\*?", rest.split("/")[0])
+        granted.setdefault(grantee or "PUBLIC", set()).update(letters)
+    order = list(PRIVILEGES)
+    return [
+        f"{grantee}: "
+        + ", ".join(
+            PRIVILEGES.get(letter[0], letter[0]) + (" WITH GRANT OPTION" if letter.endswith("*") else "")
+            for letter in sorted(letters, key=lambda x: (order.index(x[0]) if x[0] in order else 99, x))
+        )
+        for grantee, letters in sorted(granted.items())
+    ]
+
+
+def labelled(label: str, value: str) -> list[str]:
+    """``label: value``, a value the server renders over several lines continued, indented, one per line
+    (so that the diff marks exactly the lines that changed)."""
+    first, *rest = (value or "").splitlines() or [""]
+    return [f"{label}: {first}".rstrip(), *(f"    {line}".rstrip() for line in rest)]
 
 
 def yes(flag: object) -> str:
@@ -246,7 +273,7 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
     found = Objects()
     for name, owner, acl, _comment in rows["schemas"]:
         # Who owns public is the server's business (pg_database_owner since 15, or whoever restored it).
-        ownership = [f"owner {owner}"] if name != "public" else []
+        ownership = [f"owner: {owner}"] if name != "public" else []
         found.add("grants", f"schema {name}", [*ownership, *acl_items(acl)], schema=name)
     for name, kind, owner, acl, rls, forced, _comment in rows["relations"]:
         what = RELKIND.get(kind, kind)
@@ -267,7 +294,7 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
         "functions"
     ]:
         schema = schema_of(signature)
-        found.add("grants", f"function {signature}", [f"owner {owner}", *acl_items(acl)], schema=schema)
+        found.add("grants", f"function {signature}", [f"owner: {owner}", *acl_items(acl)], schema=schema)
         found.add(
             "functions",
             f"function {signature}",
@@ -279,7 +306,7 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
                 f"parallel: {PARALLEL.get(parallel, parallel)}",
                 f"rows: {prorows:g}",
                 f"settings: {config or '(none)'}",
-                f"comment: {comment}",
+                *labelled("comment", comment),
                 "body:",
                 *(f"    {line}".rstrip() for line in body.strip("\n").splitlines()),
             ],
@@ -294,8 +321,8 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
                 f"as: {permissive}",
                 f"for: {cmd}",
                 f"to: {policy_roles}",
-                f"using: {qual}",
-                f"with check: {with_check}",
+                *labelled("using", qual),
+                *labelled("with check", with_check),
             ],
             schema=schema,
             table=qualified,

@@ -10,7 +10,9 @@ as the superuser (the function body belongs to the helper role, which nobody joi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -107,26 +109,28 @@ def test_a_function_losing_its_pinned_search_path_is_reported(live: World, serve
 
 
 @pytest.mark.parametrize(
-    ("grant", "reported"),
+    ("grant", "reported", "privileges"),
     [
-        ("GRANT TRUNCATE ON public.contract TO {group}", "table public.contract"),
-        ("GRANT SELECT ON agency_rls.provision_lock TO {group}", "table agency_rls.provision_lock"),
+        ("GRANT TRUNCATE ON public.contract TO {group}", "table public.contract", "SELECT, TRUNCATE"),
+        ("GRANT SELECT ON agency_rls.provision_lock TO {group}", "table agency_rls.provision_lock", "SELECT"),
         (
             "GRANT SELECT (handler_agency_ids) ON public.customer TO {group}",
             "column public.customer.handler_agency_ids",
+            "SELECT",
         ),
     ],
 )
-def test_a_grant_made_by_hand_is_reported(live: World, server: str, grant: str, reported: str) -> None:
+def test_a_grant_made_by_hand_is_reported(
+    live: World, server: str, grant: str, reported: str, privileges: str
+) -> None:
     group = live.role("rls_insurer")
     with live.admin() as conn:
         conn.execute(grant.format(group=group))
     difference = only(drift_of(live.db, server))
     assert (difference.group, difference.object) == ("grants", reported)
-    added = [
-        line[1:] for line in difference.unified("head") if line.startswith("+") and not line.startswith("+++")
-    ]
-    assert [line for line in added if line.startswith(f"{group}=")], difference.unified("head")
+    changed = [line for line in difference.unified("head")[2:] if line[:1] in "+-"]
+    assert changed[-1] == f"+{group}: {privileges}", difference.unified("head")
+    assert all(line.startswith("-") for line in changed[:-1])
 
 
 def test_row_level_security_no_longer_forced_is_reported(live: World, server: str) -> None:
@@ -262,3 +266,28 @@ def test_a_scratch_server_that_cannot_be_reached_exits_3(live: World) -> None:
     )
     assert code == 3
     assert err.startswith("agency-rls: drift: cannot create the scratch database")
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.needs_superuser("the README's example makes a principal BYPASSRLS")
+def test_the_readme_example_is_what_drift_prints(live: World, server: str) -> None:
+    """The README shows drift's output after six hand edits: it is what the command prints (names as the
+    README spells them: prefix crm_, database crm)."""
+    block = re.search(
+        r"Example, after six hand edits.*?\n```\n(.*?)```\n", README.read_text(encoding="utf-8"), re.S
+    )
+    assert block is not None
+    with live.superuser() as conn:
+        for statement in (
+            "ALTER POLICY contract_read_handled ON public.contract USING (true)",
+            "GRANT TRUNCATE ON public.contract TO {p}rls_insurer",
+            "ALTER TABLE public.contract NO FORCE ROW LEVEL SECURITY",
+            "ALTER FUNCTION agency_rls.insurer_id() RESET search_path",
+            "ALTER ROLE {p}agency_w11 BYPASSRLS",
+            "GRANT {p}rls_loader TO {p}agency_w31",
+        ):
+            conn.execute(statement.format(p=live.prefix))
+    printed = drift_of(live.db, server).text().replace(live.prefix, "crm_").replace(live.db.name, "crm")
+    assert printed == block.group(1)
