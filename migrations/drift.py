@@ -39,7 +39,7 @@ from __future__ import annotations
 import difflib
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -499,11 +499,16 @@ def scratch_server(server: str | None) -> Iterator[str]:
         return
     from agency_rls.cluster.throwaway import ThrowawayCluster
 
+    cluster = None
     try:
-        cluster = ThrowawayCluster().start()
+        cluster = ThrowawayCluster()
+        cluster.start()
     except Exception as error:
+        if cluster is not None:
+            cluster.stop()
+        reason = one_line(error).split(" --- ")[0]
         raise DriftCannotRun(
-            f"cannot start a throwaway cluster for the scratch database ({one_line(error)}): give --scratch-url"
+            f"cannot start a throwaway cluster for the scratch database ({reason}): give --scratch-url"
         ) from None
     try:
         yield cluster.conninfo()
@@ -541,7 +546,6 @@ def detect_drift(
     database_url: str | None,
     *,
     scratch_url: str | None = None,
-    progress: Callable[[str], None] = lambda _: None,
 ) -> DriftReport:
     """Compare the live database at ``database_url`` with the migrations at its current revision."""
     try:
@@ -556,7 +560,6 @@ def detect_drift(
         database, prefix, live_major = live_state(conn)
         live_rows = read_parts(conn, prefix)
     report = DriftReport(database=database, role_prefix=prefix, revision=revision)
-    progress(f"building revision {revision} in a scratch database")
     with scratch_server(scratch_url) as server, scratch_at(server, revision) as scratch:
         with psycopg.connect(scratch.conninfo) as conn:
             row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()

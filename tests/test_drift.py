@@ -81,6 +81,28 @@ def test_a_policy_added_by_hand_is_reported(live: World, server: str) -> None:
     assert difference.actual is not None and "using: true" in difference.actual
 
 
+def test_a_policy_dropped_by_hand_is_reported_missing(live: World, server: str) -> None:
+    with live.admin() as conn:
+        conn.execute("DROP POLICY contract_entrustment_guard ON public.contract")
+    difference = only(drift_of(live.db, server))
+    assert (difference.group, difference.object, difference.status, difference.actual) == (
+        "policies",
+        "policy contract_entrustment_guard on public.contract",
+        "missing",
+        None,
+    )
+    assert difference.expected is not None and "as: RESTRICTIVE" in difference.expected
+
+
+def test_without_a_scratch_url_a_throwaway_cluster_builds_the_definition(live: World) -> None:
+    with live.admin() as conn:
+        conn.execute(f"GRANT {live.role('rls_helper')} TO {live.role('rls_backend')}")
+    report = detect_drift(live.db.url)
+    assert [(d.group, d.object, d.actual) for d in report.differences] == [
+        ("memberships", f"members of {live.role('rls_helper')}", (live.role("rls_backend"),))
+    ], report.text()
+
+
 def test_a_scope_function_replaced_by_hand_is_reported(live: World, server: str) -> None:
     with live.superuser() as conn:  # the helper owns it; nobody, the DBA included, is its member
         conn.execute(
