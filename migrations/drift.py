@@ -294,7 +294,7 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
         "functions"
     ]:
         schema = schema_of(signature)
-        found.add("grants", f"function {signature}", [f"owner: {owner}", *acl_items(acl)], schema=schema)
+        found.add("grants", f"function {signature}", acl_items(acl), schema=schema)  # owner: functions
         found.add(
             "functions",
             f"function {signature}",
