@@ -726,6 +726,42 @@ def lint(
         raise typer.Exit(1)
 
 
+@app.command()
+def drift(
+    database_url: DatabaseUrl = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option(
+            "--scratch-url",
+            metavar="URL",
+            help="Server where a scratch database may be created and dropped (managed PostgreSQL: the same"
+            " server); default: a throwaway local cluster.",
+        ),
+    ] = None,
+) -> None:
+    """Compare the live database (policies, functions, grants, roles, memberships, RLS flags) with what
+    the migrations define at its current revision; print one diff per object that differs. Read-only.
+
+    Exit status: 0 no drift, 1 drift, 2 usage error, 3 the comparison could not run.
+    Examples: agency-rls drift; agency-rls drift --scratch-url postgresql://dba@db/postgres --format json
+    """
+    from agency_rls.migrations.drift import detect_drift  # late: keeps --help fast
+
+    try:
+        report = detect_drift(explicit_url(database_url), scratch_url=scratch_url)
+    except (Exception, SystemExit) as error:  # any failure is "could not compare" (3), never drift (1)
+        reason = error.code if isinstance(error, SystemExit) else getattr(error, "orig", None) or error
+        fail(f"agency-rls: drift: {' '.join(str(reason).split()) or type(error).__name__}")
+        raise typer.Exit(3) from None
+    if output is OutputFormat.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        sys.stdout.write(report.text())
+    if report.drifted:
+        raise typer.Exit(1)
+
+
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 def alembic(
     arguments: Annotated[

@@ -26,6 +26,7 @@ COMMANDS = [
     "bench",
     "lint",
     "diff",
+    "drift",
     "alembic",
     "revision",
 ]
