@@ -1,7 +1,8 @@
 """Every command the README shows runs exactly as written, or is listed here with the reason it cannot.
 
 Issue 10: "every command in the README runs exactly as written from a fresh clone". The commands are
-the lines of the README's ```sh blocks and the ``$ `` lines of its ```text blocks (the lines after a
+the lines of the README's ```sh blocks, the ``$ `` lines of its ```text blocks and the ``run:``
+steps of its ```yaml blocks (a CI job) (the lines after a
 ``$ `` line, up to the next one, are the output the README promises; ``…`` stands for any text, alone
 on a line for any lines). Each command is either in ``RUN`` (the state it needs, the exit status it
 must give) or in ``SKIP`` (why it cannot run here); a command in neither fails
@@ -53,7 +54,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from agency_rls.checks.sample_world import install_sample_world
-from agency_rls.cluster.binaries import find_bindir
 from agency_rls.cluster.database import conninfo_url
 from agency_rls.cluster.throwaway import ThrowawayCluster
 from tests.support import DBA_MODE
@@ -114,6 +114,11 @@ def readme_commands(text: str | None = None) -> dict[str, ReadmeCommand]:
                 command, pending = (pending + line).strip(), ""
                 if command:
                     add(command, first_line + offset, None)
+        elif block.group("lang") == "yaml":  # a CI job's steps: ``- run: COMMAND``
+            for offset, raw in enumerate(body):
+                step = re.match(r"\s*-?\s*run:\s*(\S.*)$", raw)
+                if step is not None:
+                    add(strip_comment(step.group(1)).strip(), first_line + offset, None)
         elif block.group("lang") == "text":
             starts = [offset for offset, raw in enumerate(body) if raw.startswith("$ ")]
             for position, offset in enumerate(starts):
@@ -340,7 +345,6 @@ class ReadmeServer:
         }
         path = [str(Path(sys.executable).parent), env.get("PATH", ""), self.cluster.bindir]
         env["PATH"] = os.pathsep.join(part for part in path if part)
-        env["COLUMNS"] = "200"  # rich's width when not on a terminal: tables as wide as they need
         if shell == DBA_SHELL:
             env["DATABASE_URL"] = "postgresql://dba@db.example/crm"
             env["PGHOSTADDR"] = "127.0.0.1"
@@ -418,7 +422,7 @@ def copy_clone(target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeServer]:
-    with ThrowawayCluster(bindir=find_bindir()) as cluster:
+    with ThrowawayCluster() as cluster:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             attributes = "NOSUPERUSER CREATEROLE CREATEDB" if DBA_MODE else "SUPERUSER"
             conn.execute(f"CREATE ROLE dba LOGIN {attributes}")
@@ -432,18 +436,30 @@ def readme_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadmeSe
 # -- the tests --------------------------------------------------------------------------------------
 
 
+def unlisted(commands: dict[str, ReadmeCommand]) -> list[str]:
+    """The README's commands that are neither in RUN nor in SKIP, with where they are."""
+    return [f"README.md:{c.lines[0]}: {c.text}" for c in commands.values() if c.text not in RUN | SKIP]
+
+
 def test_every_readme_command_is_run_or_skipped() -> None:
     commands = readme_commands()
-    unlisted = [f"README.md:{c.lines[0]}: {c.text}" for c in commands.values() if c.text not in RUN | SKIP]
-    assert unlisted == [], (
+    assert unlisted(commands) == [], (
         "README commands neither run nor skipped (add each to RUN or SKIP in tests/test_readme_commands.py):\n"
-        + "\n".join(unlisted)
+        + "\n".join(unlisted(commands))
     )
     stale = sorted(text for text in RUN | SKIP if text not in commands)
     assert stale == [], f"RUN/SKIP entries no longer in README.md: {stale}"
     assert set(RUN) & set(SKIP) == set()
     assert {run.phase for run in RUN.values()} <= set(PHASES)
     assert all(reason.strip() for reason in SKIP.values())
+
+
+def test_a_new_readme_command_fails_until_it_is_run_or_skipped() -> None:
+    readme = README.read_text(encoding="utf-8")
+    added = readme + "\n```sh\nagency-rls drift --format json   # a new section\n```\n"
+    assert unlisted(readme_commands(added)) == [
+        f"README.md:{readme.count(chr(10)) + 3}: agency-rls drift --format json"
+    ]
 
 
 def test_the_extraction_reads_sh_lines_and_text_transcripts() -> None:
