@@ -239,6 +239,10 @@ HOST_EXAMPLE = (
     "tests/test_version_table.py runs this block as written"
 )
 
+#: The CI snippet of the behavioural diff needs a git history with an origin; the command itself is run
+#: by tests/test_behaviour_diff.py on the real revisions and on a planted wrong one.
+BEHAVIOUR_DIFF = "a CI snippet over a git history with origin/main; tests/test_behaviour_diff.py runs the diff"
+
 SKIP: dict[str, str] = {
     "python -m pip install -e '.[test,embedded]'": (
         "installs into the running environment; tests/test_install.py installs the wheel into a new venv"
@@ -260,6 +264,14 @@ SKIP: dict[str, str] = {
     "alembic downgrade base": HOST_EXAMPLE,
     "agency-rls seed --database-url postgresql://dba@db.example/crm_bench --migrate --scale medium --seed 7": (
         "medium scale loads 1,000,000 contracts (about 2.5 minutes, 0.6 GB); tests/test_seed.py seeds at tiny scale"
+    ),
+    "base=$(git merge-base origin/main HEAD)": BEHAVIOUR_DIFF,
+    "old_head=$(git ls-tree --name-only \"$base\" migrations/versions/ | sed -n "
+    "'s|.*/\\([0-9]\\{4\\}\\)_.*\\.py$|\\1|p' | sort | tail -1)": BEHAVIOUR_DIFF,
+    'agency-rls diff "$old_head" head --seed 1 --format json > behaviour-diff.json': BEHAVIOUR_DIFF,
+    "agency-rls drift": "starts a throwaway cluster of its own for the scratch database: tests/test_drift.py runs it",
+    "agency-rls drift --scratch-url postgresql://dba@db.example/postgres --format json > drift.json": (
+        "a scratch database beside the live one on the same server: tests/test_drift.py runs it as a DBA"
     ),
     "psql postgresql://dba@db.example/crm -c '\\password crm_rls_backend'": (
         "psql's \\password prompts for the password on a terminal"
