@@ -351,7 +351,9 @@ def objects_of(rows: Rows, roles: ManagementRoles, principals: set[str]) -> Obje
             found.add("roles", f"principal {name}", lines, schema="")
     members: dict[str, list[str]] = {}
     for group, member, admin in rows["memberships"]:
-        if allowed_membership(group, member, roles, principals):
+        if allowed_membership(group, member, roles, principals) or (
+            admin and group in principals and member not in set(roles.all()) and member not in principals
+        ):  # PostgreSQL 16+: the DBA that created a principal holds ADMIN OPTION on it (CREATEROLE)
             continue
         members.setdefault(group, []).append(f"{member}{' WITH ADMIN OPTION' if admin else ''}")
     for group, names in members.items():
