@@ -27,6 +27,7 @@ COMMANDS = [
     "lint",
     "alembic",
     "revision",
+    "explain",
 ]
 
 
