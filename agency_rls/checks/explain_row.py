@@ -364,8 +364,10 @@ def _explanation(
     row: AnyRow,
     now: dt.datetime,
     answer: DatabaseAnswer,
+    model: tuple[ExplainedView, _RelevanceExplainer] | None = None,
 ) -> Explanation:
-    view, explainer = _explain_view(world, principal, now)
+    """The explanation of one row; ``model``: the principal's ``_explain_view`` when already computed."""
+    view, explainer = model if model is not None else _explain_view(world, principal, now)
     p = world.principal_named(principal)
     assert p is not None and view.kind is not None
     viewer = Viewer(principal, view.kind, p.agency_id, p.insurer_id)
@@ -410,16 +412,6 @@ def print_explanation(console: Console, e: Explanation) -> None:
         f" [dim](at {when(e.at)})[/dim]"
     )
     console.print(f"deciding rule: {escape(e.why)}")
-    deciding = e.verdicts[0] if e.verdicts else None
-    if deciding is not None:
-        because = [
-            c.text for c in deciding.conditions if c.name in deciding.decisive and c.name != "agency_rule"
-        ]
-        if not because and len(e.verdicts) > 1:
-            inner = e.verdicts[1]
-            because = [c.text for c in inner.conditions if c.name in inner.decisive]
-        if because:
-            console.print("because: " + escape("; ".join(because)))
     for v in e.verdicts:
         console.print()
         console.print(f"rule {v.rule}: {'allows' if v.allows else 'denies'}")
