@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from agency_rls.scripts.cli import app
 from psycopg import sql
@@ -25,7 +24,7 @@ from agency_rls.checks.explain_row import DatabaseAnswer, _explain_view, _explan
 from agency_rls.checks.sample_world import CONTRACT_IDS, EXPECTED, NOTICE_IDS, PRINCIPALS, id_to_key
 from agency_rls.reference_model.database import world_from_connection
 from agency_rls.reference_model.world import TABLES, row_key
-from tests.support import DBA_MODE, World
+from tests.support import DBA_MODE, World, sample_world_on
 
 
 @pytest.fixture(scope="module")
@@ -262,31 +261,41 @@ def test_dba_without_backend_url_is_told_what_to_give(world: World, backend_url:
     status, out, err = explain(world, backend_url, "--as", "agency_w11", "contract", "1", backend=False)
     assert (status, out) == (3, "")
     assert (
-        err.startswith("agency-rls: explain: the --database-url role cannot SET ROLE to")
+        err.startswith("agency-rls: explain: the --database-url role cannot act as")
         and "--backend-url" in err
     )
 
 
+@pytest.fixture
+def planted_world(server: str) -> Iterator[World]:
+    """A sample world of its own: planting a policy takes an exclusive lock on ``contract``, which the
+    shared world's long-lived connections (the backend's, the administrator's) may block."""
+    with sample_world_on(server, "explain") as built:
+        yield built
+
+
 @contextmanager
-def planted_policy(conn: psycopg.Connection, world: World, role: str, contract_id: int) -> Iterator[None]:
+def planted_policy(world: World, role: str, contract_id: int) -> Iterator[None]:
     """A RESTRICTIVE policy hiding one contract from one principal: the database now disagrees with the
-    model. Committed (the backend login must see it in DBA mode), dropped afterwards whatever happens."""
+    model. Committed (the backend login must see it in DBA mode), dropped afterwards."""
     name = sql.Identifier("explain_test_planted_disagreement")
-    conn.execute(
-        sql.SQL(
-            "CREATE POLICY {} ON public.contract AS RESTRICTIVE FOR SELECT TO {} USING (id <> {})"
-        ).format(name, sql.Identifier(world.role(role)), sql.Literal(contract_id))
-    )
-    try:
-        yield
-    finally:
-        conn.execute(sql.SQL("DROP POLICY {} ON public.contract").format(name))
+    with world.admin() as conn:
+        conn.execute("SET lock_timeout = '30s'")
+        conn.execute(
+            sql.SQL(
+                "CREATE POLICY {} ON public.contract AS RESTRICTIVE FOR SELECT TO {} USING (id <> {})"
+            ).format(name, sql.Identifier(world.role(role)), sql.Literal(contract_id))
+        )
+        try:
+            yield
+        finally:
+            conn.execute(sql.SQL("DROP POLICY {} ON public.contract").format(name))
 
 
-def test_disagreement_is_loud_and_exits_1(
-    world: World, backend_url: str, superuser: psycopg.Connection
-) -> None:
-    with planted_policy(superuser, world, "agency_w11", CONTRACT_IDS["NL-1003"]):
+def test_disagreement_is_loud_and_exits_1(planted_world: World) -> None:
+    world = planted_world
+    backend_url = world.db.login_conninfo(world.role("rls_backend"))
+    with planted_policy(world, "agency_w11", CONTRACT_IDS["NL-1003"]):
         status, out, err = explain(world, backend_url, "--as", "agency_w11", "contract", "NL-1003")
         json_status, json_out, _ = explain(
             world, backend_url, "--as", "agency_w11", "contract", "NL-1003", "--format", "json"

@@ -239,7 +239,7 @@ def _act(conn: psycopg.Connection[Any], role: str, *, backend: bool) -> None:
         if backend:
             raise CannotExplain(f"cannot act as {role!r} over the backend connection: {error}") from None
         raise CannotExplain(
-            f"the --database-url role cannot SET ROLE to {role!r}: connect as a superuser, or give"
+            f"the --database-url role cannot act as {role!r} ({error}): connect as a superuser, or give"
             " --backend-url (a login as the backend role <prefix>rls_backend)"
         ) from None
 
