@@ -762,6 +762,49 @@ def drift(
         raise typer.Exit(1)
 
 
+@app.command()
+@one_line_errors
+def explain(
+    table: Annotated[str, typer.Argument(help="contract, customer, notice, contract_handler, agency, ...")],
+    key: Annotated[str, typer.Argument(help="The row's id; a contract also by policy number (NL-1001).")],
+    as_role: Annotated[
+        str, typer.Option("--as", metavar="ROLE", help="The principal (role name, with or without the prefix).")
+    ],
+    database_url: DatabaseUrl = None,
+    backend_url: Annotated[
+        str | None,
+        typer.Option(
+            "--backend-url",
+            envvar="AGENCY_RLS_BACKEND_URL",
+            help="Login as the backend role, to act as the principal when the --database-url role cannot"
+            " SET ROLE to it (a non-superuser DBA).",
+            show_envvar=True,
+        ),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.text,
+) -> None:
+    """Why principal ROLE can or cannot read row KEY of TABLE: the rule, each condition with its rows and
+    validity dates (reference model), confirmed by reading the row as the principal. Read-only.
+
+    Exit status: 0 model and database agree, 1 they DISAGREE (a loud warning), 2 unknown principal,
+    table or key, 3 cannot run. Example: agency-rls explain --as agency_w11 contract GW1-2001
+    """
+    from agency_rls.checks.explain_row import CannotExplain, ExplainInputError, run_explain
+
+    try:
+        status = run_explain(
+            database_url, as_role, table, key, backend_url=backend_url, as_json=output is OutputFormat.json
+        )
+    except ExplainInputError as error:
+        fail(f"agency-rls: explain: {error}")
+        raise typer.Exit(2) from None
+    except CannotExplain as error:
+        fail(f"agency-rls: explain: {error}")
+        raise typer.Exit(3) from None
+    if status:
+        raise typer.Exit(status)
+
+
 @app.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 def alembic(
     arguments: Annotated[

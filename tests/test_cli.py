@@ -29,6 +29,7 @@ COMMANDS = [
     "drift",
     "alembic",
     "revision",
+    "explain",
 ]
 
 

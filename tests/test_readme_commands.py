@@ -241,6 +241,8 @@ HOST_EXAMPLE = (
 
 #: The CI snippet of the behavioural diff needs a git history with an origin; the command itself is run
 #: by tests/test_behaviour_diff.py on the real revisions and on a planted wrong one.
+#: The README's explain examples (with their output) are run and compared by tests/test_explain_row.py.
+EXPLAIN_EXAMPLES = "run on the sample world and compared with the README's output by tests/test_explain_row.py"
 BEHAVIOUR_DIFF = "a CI snippet over a git history with origin/main; tests/test_behaviour_diff.py runs the diff"
 
 SKIP: dict[str, str] = {
@@ -269,6 +271,11 @@ SKIP: dict[str, str] = {
     "old_head=$(git ls-tree --name-only \"$base\" migrations/versions/ | sed -n "
     "'s|.*/\\([0-9]\\{4\\}\\)_.*\\.py$|\\1|p' | sort | tail -1)": BEHAVIOUR_DIFF,
     'agency-rls diff "$old_head" head --seed 1 --format json > behaviour-diff.json': BEHAVIOUR_DIFF,
+    "agency-rls explain --as agency_w11 contract GW1-2001 --format json": EXPLAIN_EXAMPLES,
+    "agency-rls explain --as agency_w11 contract GW1-2001": EXPLAIN_EXAMPLES,
+    "agency-rls explain --as agency_w11 notice 1": EXPLAIN_EXAMPLES,
+    "agency-rls explain --as agency_w11 notice 16": EXPLAIN_EXAMPLES,
+    "agency-rls explain --as agency_s1 contract NL-1003": EXPLAIN_EXAMPLES,
     "agency-rls drift": "starts a throwaway cluster of its own for the scratch database: tests/test_drift.py runs it",
     "agency-rls drift --scratch-url postgresql://dba@db.example/postgres --format json > drift.json": (
         "a scratch database beside the live one on the same server: tests/test_drift.py runs it as a DBA"
