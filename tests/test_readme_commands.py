@@ -271,6 +271,7 @@ SKIP: dict[str, str] = {
     "old_head=$(git ls-tree --name-only \"$base\" migrations/versions/ | sed -n "
     "'s|.*/\\([0-9]\\{4\\}\\)_.*\\.py$|\\1|p' | sort | tail -1)": BEHAVIOUR_DIFF,
     'agency-rls diff "$old_head" head --seed 1 --format json > behaviour-diff.json': BEHAVIOUR_DIFF,
+    "agency-rls diff 0006 0007": "builds both revisions on throwaway clusters; tests/test_behaviour_diff.py runs 0006 -> 0007",
     "agency-rls explain --as agency_w11 contract GW1-2001 --format json": EXPLAIN_EXAMPLES,
     "agency-rls explain --as agency_w11 contract GW1-2001": EXPLAIN_EXAMPLES,
     "agency-rls explain --as agency_w11 notice 1": EXPLAIN_EXAMPLES,
