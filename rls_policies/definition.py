@@ -46,6 +46,10 @@ SCOPE_INDEXES: tuple[str, ...] = (
     "notice_addressee_created_idx",
 )
 
+#: The backend role's own settings, as roles.sql sets them (ALTER ROLE ... SET): provision and lint
+#: accept exactly these on it and report any other role setting of the project's roles.
+BACKEND_ROLE_SETTINGS: tuple[str, ...] = ("jit=off",)
+
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 #: The management roles a template names: ``{{owner}}`` (identifier) and ``{{owner_name}}`` (literal) ….

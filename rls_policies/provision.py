@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+from agency_rls.rls_policies.definition import BACKEND_ROLE_SETTINGS
 from agency_rls.rls_policies.names import (
     ManagementRoles,
     RoleNameError,
@@ -504,7 +505,7 @@ SELECT ours.rolname, coalesce(db.datname, ''),
   JOIN ours ON ours.oid = s.setrole
   LEFT JOIN pg_catalog.pg_database AS db ON db.oid = s.setdatabase
  -- the backend's own setting, from the definition (roles.sql: its sessions never JIT-compile)
- WHERE NOT (ours.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = ARRAY['jit=off'])
+ WHERE NOT (ours.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = %(backend_settings)s::text[])
  ORDER BY 1, 3
 """
 
@@ -525,6 +526,7 @@ def _plan_owned_objects(
             "management_marker": management_marker(database),
             "kept": [*roles.groups(), roles.backend],
             "backend": roles.backend,
+            "backend_settings": list(BACKEND_ROLE_SETTINGS),
         },
     ).fetchall()
     statements: list[sql.Composable] = []

@@ -26,6 +26,7 @@ from agency_rls.lint.finding import Finding, Level
 from agency_rls.lint.registry import all_rules
 from agency_rls.lint.rule import Rule
 from agency_rls.lint.waivers import Waiver, apply_waivers, load_waivers
+from agency_rls.rls_policies.definition import BACKEND_ROLE_SETTINGS
 from agency_rls.rls_policies.names import (
     ManagementRoles,
     check_prefix,
@@ -102,6 +103,7 @@ def rule_parameters(
         "owner": roles.owner,
         "helper": roles.helper,
         "backend": roles.backend,
+        "backend_settings": list(BACKEND_ROLE_SETTINGS),
         "agency_group": roles.agency_group,
         "agency_writer_group": roles.agency_writer_group,
         "insurer_group": roles.insurer_group,

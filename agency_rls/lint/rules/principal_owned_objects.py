@@ -67,6 +67,6 @@ SELECT 'warning',
   JOIN application_role AS a ON a.oid = s.setrole
  WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT oid FROM here))
    -- the backend's own setting from the definition (roles.sql: its sessions never JIT-compile)
-   AND NOT (a.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = ARRAY['jit=off'])
+   AND NOT (a.rolname = %(backend)s AND s.setdatabase = 0 AND s.setconfig = %(backend_settings)s::text[])
  ORDER BY 2, 3
 """
