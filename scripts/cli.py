@@ -599,6 +599,9 @@ def seed(
     for step in ("provision", "vacuum", "analyze"):
         if step in report.seconds:
             console.print(f"  {step:<17}{'':>17} {report.seconds[step]:>9.1f} s", highlight=False)
+    if report.rows_repaired:
+        repaired = ", ".join(f"{table} {rows:,}" for table, rows in report.rows_repaired.items())
+        console.print(f"  rows provision's repair rewrote after the load: {repaired}", highlight=False)
     console.print("Principals worth acting as (contracts handled now / with a link ever):", highlight=False)
     for label, principal in report.notable.items():
         counts = (

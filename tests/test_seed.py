@@ -354,3 +354,93 @@ def test_a_dba_without_superuser_seeds_through_the_loader_role(server: str) -> N
             db.downgrade_base()
         finally:
             db.drop()
+
+
+#: The values the schema derives (scope copies and the handler's insurer), per table: what a load
+#: with triggers off must write itself (agency_rls.workload.scope_copies).
+DERIVED = {
+    "contract": ("id", "handler_agency_ids", "handler_windows"),
+    "contract_handler": ("id", "insurer_id"),
+    "customer": ("id", "handler_agency_ids", "handler_insurer_ids", "handler_windows", "party_insurer_ids"),
+}
+
+
+def derived_checksums(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    return {
+        table: scalar(
+            conn,
+            sql.SQL(
+                "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM (SELECT {} FROM {}) AS t"
+            ).format(sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Identifier("public", table)),
+        )
+        for table, columns in DERIVED.items()
+    }
+
+
+@pytest.mark.needs_superuser("compares the superuser's load with triggers off against the DBA's with them on")
+@pytest.mark.skipif(
+    "dba" not in inspect.signature(create_database).parameters, reason="tests.support has no DBA databases"
+)
+def test_a_load_with_triggers_off_writes_what_the_triggers_would(
+    seeded: tuple[ScratchDatabase, SeedReport], server: str
+) -> None:
+    """The superuser's fast load (session_replication_role = replica) writes the scope copies and the
+    handlers' insurer itself; provision's repair found nothing to rewrite, and the world is the one
+    the DBA's load through every trigger and key produces, copies included."""
+    db, report = seeded
+    assert report.loaded_by == "copy, triggers off"
+    assert report.rows_repaired == {"contract": 0, "contract_handler": 0, "customer": 0}
+    dba_db = create_database(server, "seedcopies", dba=True)  # type: ignore[call-arg]
+    try:
+        dba_db.migrate()
+        with dba_db.connect() as conn:
+            staged = seed_world(conn, scale="tiny", seed=SEED, as_of=AS_OF, vacuum=False)
+            assert staged.loaded_by == "staged copy" and staged.rows_repaired == {}
+            by_triggers = derived_checksums(conn), checksums(conn, dba_db.prefix)
+        with db.connect() as conn:
+            assert (derived_checksums(conn), checksums(conn, db.prefix)) == by_triggers
+            # Not vacuous: the copies are there (a contract with two links, a customer with several).
+            assert scalar(conn, "SELECT max(cardinality(handler_agency_ids)) FROM public.contract") >= 2
+            assert scalar(conn, "SELECT max(cardinality(party_insurer_ids)) FROM public.customer") >= 2
+    finally:
+        try:
+            dba_db.downgrade_base()
+        finally:
+            dba_db.drop()
+
+
+@pytest.mark.needs_superuser("loads with session_replication_role = replica")
+def test_a_wrong_copy_of_the_loader_is_repaired_and_counted(
+    fresh_db: ScratchDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the loader's copies and the schema ever disagree, provision's repair rewrites the rows (the
+    data stays exact) and the report says how many: the count the other test requires to be zero."""
+    from agency_rls.workload import scope_copies
+
+    real = scope_copies.ScopeCopies.handler_rows
+
+    def wrong_insurer(self: scope_copies.ScopeCopies, rows: Any) -> Iterator[tuple[object, ...]]:
+        for row in real(self, rows):
+            yield (*row[:-1], 1 if row[0] == 5 else row[-1])  # handler 5 names insurer 1
+
+    monkeypatch.setattr(scope_copies.ScopeCopies, "handler_rows", wrong_insurer)
+    fresh_db.migrate()
+    try:
+        with fresh_db.connect() as conn:
+            report = seed_world(conn, scale="tiny", seed=SEED, as_of=AS_OF, vacuum=False)
+            right = scalar(
+                conn,
+                "SELECT insurer_id <> 1 FROM public.contract WHERE id ="
+                " (SELECT contract_id FROM public.contract_handler WHERE id = 5)",
+            )
+            assert report.rows_repaired["contract_handler"] == (1 if right else 0)
+            assert (
+                scalar(
+                    conn,
+                    "SELECT count(*) FROM public.contract_handler AS h JOIN public.contract AS c ON c.id = h.contract_id"
+                    " WHERE h.insurer_id IS DISTINCT FROM c.insurer_id",
+                )
+                == 0
+            )
+    finally:
+        fresh_db.downgrade_base()

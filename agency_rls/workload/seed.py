@@ -12,11 +12,16 @@ seconded principals' roles, identity sequences moved past the loaded ids), all o
 the commit, ``VACUUM (ANALYZE)`` of the tables: the visibility map and hint bits a benchmark would
 otherwise pay for on its first reads, and planner statistics. ``conn`` must be in autocommit.
 
-Who loads: a superuser copies straight into the tables. A DBA without SUPERUSER (a member of
+Who loads: a superuser copies straight into the tables with triggers and key checks off
+(``session_replication_role = replica``), writing the scope copies and derived columns the
+triggers would have written (``agency_rls.workload.scope_copies``); ``provision`` then runs the
+database's own repair over every row, and the report counts the rows it had to rewrite
+(``rows_repaired``: zero unless the generator and the schema disagree). Principal rows are
+loaded with triggers on: their guard is not ours to skip. A DBA without SUPERUSER (a member of
 ``<prefix>rls_loader`` and the table owner, with CREATEROLE for provisioning) cannot: PostgreSQL
 refuses ``COPY FROM`` into a table with row level security for anyone it applies to, so each
 statement's rows are copied into a temporary table and moved with ``INSERT ... SELECT`` (through
-the loader's policies). Triggers stay on either way: derived data is kept exact by the schema.
+the loader's policies), with every trigger and key on: ten times slower, exact by the schema.
 
 Refused, before anything changes, with one line: a database not migrated to head, one whose
 tables already hold rows, a role that may not load or provision.
@@ -43,6 +48,7 @@ from agency_rls.rls_policies.names import ManagementRoles, default_principal_rol
 from agency_rls.rls_policies.privileges import MissingPrivilege, require_provision
 from agency_rls.rls_policies.provision import ProvisionError, provision, stored_prefix
 from agency_rls.schema import ALL_TABLES
+from agency_rls.workload.scope_copies import ScopeCopies
 from agency_rls.workload.synthetic import SCALES, Blueprint, Scale
 
 __all__ = ["COLUMNS", "SCALES", "Progress", "Scale", "SeedError", "SeedReport", "seed_world"]
@@ -121,7 +127,9 @@ class SeedReport:
     seed: int
     as_of: str
     prefix: str
-    loaded_by: str  # 'copy' (superuser) or 'staged copy' (COPY to a temporary table, INSERT ... SELECT)
+    #: 'copy, triggers off' (superuser; copies written by the loader, repaired by provision) or
+    #: 'staged copy' (COPY to a temporary table, INSERT ... SELECT, every trigger and key on)
+    loaded_by: str
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # per table, provision, vacuum
     total_seconds: float = 0.0
@@ -129,6 +137,9 @@ class SeedReport:
     database_bytes: int = 0
     principals: int = 0
     roles_created: int = 0
+    #: Rows provision's repair rewrote after a load with triggers off, per table (should be zero:
+    #: anything else means the loader's copies and the schema's definition disagree).
+    rows_repaired: dict[str, int] = field(default_factory=dict)
     #: Principals worth acting as: label -> role, ids, contracts handled now (a link valid at as_of)
     #: and contracts it has a link to at any time.
     notable: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -181,7 +192,7 @@ def seed_world(
         seed=seed,
         as_of=as_of.isoformat(),
         prefix=prefix,
-        loaded_by="copy" if superuser else "staged copy",
+        loaded_by="copy, triggers off" if superuser else "staged copy",
     )
     try:
         with conn.transaction():
@@ -192,13 +203,24 @@ def seed_world(
             conn.execute("SET LOCAL work_mem = '64MB'")
             blueprint = Blueprint.build(scale, seed, as_of)
             copier = _Copier(conn, staged=not superuser, chunk_rows=chunk_rows, progress=tell)
-            for table, rows, total in _streams(blueprint, prefix):
+            copies = ScopeCopies(blueprint) if superuser else None
+            for table, columns, rows, total in _streams(blueprint, prefix, copies):
                 began = time.perf_counter()
-                report.rows[table] = copier.load(table, rows(), total())
+                # Triggers and keys off for the loader's own rows (their derived values are
+                # written, then checked by provision); on for the principal rows and their guard.
+                if copies is not None:  # (a superuser's: nobody else may set it)
+                    replica = table != "principal"
+                    conn.execute(f"SET LOCAL session_replication_role = {'replica' if replica else 'origin'}")
+                report.rows[table] = copier.load(table, columns, rows(), total())
                 report.seconds[table] = round(time.perf_counter() - began, 3)
             began = time.perf_counter()
             tell("provision", 0, 1)
+            updates_before = _updates(conn)
             provisioned = provision(conn)
+            if copies is not None:
+                report.rows_repaired = {
+                    table: count - updates_before.get(table, 0) for table, count in _updates(conn).items()
+                }
             tell("provision", 1, 1)
             report.seconds["provision"] = round(time.perf_counter() - began, 3)
             report.principals = provisioned.principals
@@ -220,23 +242,88 @@ def seed_world(
     return report
 
 
-def _streams(
-    blueprint: Blueprint, prefix: str
-) -> list[tuple[str, Callable[[], Iterable[tuple[object, ...]]], Callable[[], int]]]:
-    """Per table in load order: its rows, and how many (known once the tables before it are generated)."""
+Stream = tuple[str, tuple[str, ...], Callable[[], Iterable[tuple[object, ...]]], Callable[[], int]]
+
+
+def _streams(blueprint: Blueprint, prefix: str, copies: ScopeCopies | None) -> list[Stream]:
+    """Per table in load order: its columns, its rows, and how many (known once the tables before
+    it are generated). With ``copies`` (triggers off), the derived columns are appended and the
+    customers come after the contracts they are party to; otherwise dependency order."""
     scale = blueprint.scale
-    return [
-        ("insurer", blueprint.insurer_rows, lambda: len(blueprint.insurers)),
-        ("agency", blueprint.agency_rows, lambda: len(blueprint.agencies)),
-        ("supervision", blueprint.supervision_rows, lambda: len(blueprint.supervision)),
-        ("entrustment", blueprint.entrustment_rows, lambda: len(blueprint.entrustment)),
-        ("customer", blueprint.customer_rows, lambda: scale.customers),
-        ("contract", blueprint.contract_rows, lambda: scale.contracts),
-        ("contract_handler", blueprint.handler_rows, lambda: blueprint.handler_count),
-        ("notice", blueprint.notice_rows, lambda: scale.notices),
-        ("notice_receipt", blueprint.receipt_rows, lambda: blueprint.receipt_count),
-        ("principal", lambda: blueprint.principal_rows(prefix), lambda: len(blueprint.seconded)),
+    streams: list[Stream] = [
+        ("insurer", COLUMNS["insurer"], blueprint.insurer_rows, lambda: len(blueprint.insurers)),
+        ("agency", COLUMNS["agency"], blueprint.agency_rows, lambda: len(blueprint.agencies)),
+        (
+            "supervision",
+            COLUMNS["supervision"],
+            blueprint.supervision_rows,
+            lambda: len(blueprint.supervision),
+        ),
+        (
+            "entrustment",
+            COLUMNS["entrustment"],
+            blueprint.entrustment_rows,
+            lambda: len(blueprint.entrustment),
+        ),
     ]
+    if copies is None:
+        streams += [
+            ("customer", COLUMNS["customer"], blueprint.customer_rows, lambda: scale.customers),
+            ("contract", COLUMNS["contract"], blueprint.contract_rows, lambda: scale.contracts),
+            (
+                "contract_handler",
+                COLUMNS["contract_handler"],
+                blueprint.handler_rows,
+                lambda: blueprint.handler_count,
+            ),
+        ]
+    else:
+        streams += [
+            (
+                "contract",
+                COLUMNS["contract"] + ScopeCopies.CONTRACT_COLUMNS,
+                lambda: copies.contract_rows(blueprint.contract_rows()),
+                lambda: scale.contracts,
+            ),
+            (
+                "contract_handler",
+                COLUMNS["contract_handler"] + ScopeCopies.HANDLER_COLUMNS,
+                lambda: copies.handler_rows(blueprint.handler_rows()),
+                lambda: blueprint.handler_count,
+            ),
+            (
+                "customer",
+                COLUMNS["customer"] + ScopeCopies.CUSTOMER_COLUMNS,
+                lambda: copies.customer_rows(blueprint.customer_rows()),
+                lambda: scale.customers,
+            ),
+        ]
+    streams += [
+        ("notice", COLUMNS["notice"], blueprint.notice_rows, lambda: scale.notices),
+        (
+            "notice_receipt",
+            COLUMNS["notice_receipt"],
+            blueprint.receipt_rows,
+            lambda: blueprint.receipt_count,
+        ),
+        (
+            "principal",
+            COLUMNS["principal"],
+            lambda: blueprint.principal_rows(prefix),
+            lambda: len(blueprint.seconded),
+        ),
+    ]
+    return streams
+
+
+def _updates(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Rows updated so far in this transaction, per table that holds derived values."""
+    rows = conn.execute(
+        "SELECT relname, n_tup_upd FROM pg_catalog.pg_stat_xact_user_tables"
+        " WHERE schemaname = 'public' AND relname IN ('contract', 'contract_handler', 'customer')"
+    ).fetchall()
+    found = {str(name): int(count) for name, count in rows}
+    return {table: found.get(table, 0) for table in ("contract", "contract_handler", "customer")}
 
 
 def _silent(step: str, done: int, total: int) -> None:
@@ -318,8 +405,8 @@ class _Copier:
     chunk_rows: int
     progress: Progress
 
-    def load(self, table: str, rows: Iterable[tuple[object, ...]], total: int) -> int:
-        columns = sql.SQL(", ").join(sql.Identifier(column) for column in COLUMNS[table])
+    def load(self, table: str, names: tuple[str, ...], rows: Iterable[tuple[object, ...]], total: int) -> int:
+        columns = sql.SQL(", ").join(sql.Identifier(column) for column in names)
         target = sql.Identifier("public", table)
         stage = sql.Identifier("pg_temp", f"seed_{table}")
         if self.staged:
