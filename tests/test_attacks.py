@@ -324,6 +324,7 @@ FUNCTION_TABLES = {
     "addressee_agency_ids": "agency",
     "planned_agency_ids": "agency",
     "planned_restriction": "insurer",
+    "planned_insurer_id": "insurer",
     "visible_agency_ids": "agency",
     "visible_supervision_ids": "supervision",
     "visible_entrustment_ids": "entrustment",

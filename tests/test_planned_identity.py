@@ -1,4 +1,5 @@
-"""The caller's agencies folded into the plan (revision 0007, ``agency_rls.planned_agency_ids()``).
+"""The caller's agencies folded into the plan (revision 0007, ``agency_rls.planned_agency_ids()``),
+and an insurer principal's insurer (revision 0008, ``agency_rls.planned_insurer_id()``).
 
 The function is declared IMMUTABLE so that the planner evaluates it once, while planning, and
 estimates the caller's own share of contract and customer. It is safe only if (scope_functions.sql):
@@ -67,8 +68,12 @@ def test_future_supervision_is_planned_for_and_ended_supervision_is_not(small: W
         assert "'{1,2,3}'::bigint[]" in plan, plan
         # Planned for, but the rule decides at the statement: W12's contract is not S1's yet.
         assert visible(small, "agency_s1", "contract") == [1, 2]
-        admin.execute("UPDATE public.supervision SET valid_to = now() - interval '1 hour' WHERE working_agency_id = 3")
-        admin.execute("UPDATE public.supervision SET valid_from = now() - interval '2 hours' WHERE working_agency_id = 3")
+        admin.execute(
+            "UPDATE public.supervision SET valid_to = now() - interval '1 hour' WHERE working_agency_id = 3"
+        )
+        admin.execute(
+            "UPDATE public.supervision SET valid_from = now() - interval '2 hours' WHERE working_agency_id = 3"
+        )
         assert "'{1,2}'::bigint[]" in plan_text(small, "agency_s1", "SELECT id FROM public.contract")
 
 
@@ -124,7 +129,9 @@ def test_supervision_writers_wait_for_each_other_without_deadlock(small: World) 
             "INSERT INTO public.supervision (id, supervising_agency_id, working_agency_id, valid_from)"
             " VALUES (100, 1, 3, now() - interval '1 day')"
         )
-        (first_id,) = admin.execute("SELECT id FROM public.supervision WHERE working_agency_id = 2").fetchone()
+        (first_id,) = admin.execute(
+            "SELECT id FROM public.supervision WHERE working_agency_id = 2"
+        ).fetchone()
     first, second = small.admin(), small.admin()
     errors: list[BaseException] = []
     try:
@@ -134,7 +141,9 @@ def test_supervision_writers_wait_for_each_other_without_deadlock(small: World) 
 
         def first_writes_b() -> None:
             try:
-                first.execute("UPDATE public.supervision SET valid_to = now() + interval '1 year' WHERE id = 100")
+                first.execute(
+                    "UPDATE public.supervision SET valid_to = now() + interval '1 year' WHERE id = 100"
+                )
                 first.commit()
             except BaseException as error:  # reported below
                 errors.append(error)
@@ -155,8 +164,10 @@ def test_supervision_writers_wait_for_each_other_without_deadlock(small: World) 
 def test_a_principal_cannot_block_supervision_writes(small: World) -> None:
     """Any lock a principal can take (advisory locks are PUBLIC) does not stop a supervision write."""
     with small.login_as("agency_w11") as principal:
-        principal.execute("SELECT pg_advisory_lock('pg_catalog.pg_proc'::regclass::oid::integer,"
-                          " 'agency_rls.planned_agency_ids()'::regprocedure::oid::integer)")
+        principal.execute(
+            "SELECT pg_advisory_lock('pg_catalog.pg_proc'::regclass::oid::integer,"
+            " 'agency_rls.planned_agency_ids()'::regprocedure::oid::integer)"
+        )
         with small.admin() as admin:
             admin.execute("SET lock_timeout = '5s'")
             admin.execute(
@@ -204,3 +215,60 @@ def test_the_backend_never_jit_compiles(world: World) -> None:
     world.backend.execute("RESET ALL")  # what the pool's check-in does: back to the role's setting
     assert world.backend.execute("SHOW jit").fetchone() == ("off",)
     world.backend.commit()
+
+
+# Revision 0008: insurer principals ---------------------------------------------------------------
+
+
+def test_insurers_plan_with_their_own_insurer_checked_once_per_statement(small: World) -> None:
+    """The insurer (NL, id 1) is a constant of the plan, and the plan compares it with the caller."""
+    for table in ("contract", "contract_handler", "notice"):
+        plan = plan_text(small, "insurer_nl", f"SELECT id FROM public.{table}")
+        # An index condition on the constant; the caller compared with it once (a one-time filter).
+        assert "Index Cond: " in plan and "insurer_id = '1'::bigint)" in plan, plan
+        assert "One-Time Filter: ($1 = '1'::bigint)" in plan, plan
+    plan = plan_text(small, "insurer_nl", "SELECT id FROM public.customer")
+    # On customer the comparison stays in the row filter (PostgreSQL makes a one-time filter of a
+    # policy's comparison only through an equality with a column): still one InitPlan and a constant.
+    assert "Filter: ((party_insurer_ids @> '{1}'::bigint[]) AND ($0 = '1'::bigint))" in plan, plan
+    # Agencies' plans do not carry it.
+    assert "planned_insurer_id" not in plan_text(small, "agency_s1", "SELECT id FROM public.contract")
+    with small.acting_as("insurer_nl") as cur:
+        assert cur.execute("SELECT agency_rls.planned_insurer_id()").fetchone() == (1,)
+    with small.acting_as("agency_s1") as cur:
+        assert cur.execute("SELECT agency_rls.planned_insurer_id()").fetchone() == (None,)
+    assert visible(small, "insurer_nl", "contract") == [1, 3]
+
+
+def test_a_plan_folded_for_an_insurer_shows_nothing_once_its_principal_row_is_gone(small: World) -> None:
+    """The folded insurer is never the only gate: a cached generic plan of insurer NL, executed after
+    its principal row was deleted, returns nothing (the statement's own check), and everything again
+    once the row is back."""
+    backend = small.backend
+    backend.execute("SET plan_cache_mode = force_generic_plan")
+    backend.execute("PREPARE planned_identity_contracts AS SELECT id FROM public.contract ORDER BY id")
+    backend.commit()
+    role = small.role("insurer_nl")
+    try:
+        assert _prepared_contract_ids(small, "insurer_nl") == [1, 3]
+        with small.admin() as admin:
+            row = admin.execute(
+                "SELECT kind, agency_id, insurer_id FROM public.principal WHERE role_name = %s", (role,)
+            ).fetchone()
+            admin.execute("DELETE FROM public.principal WHERE role_name = %s", (role,))
+            try:
+                with small.acting_as("insurer_nl") as cur:
+                    cur.execute("EXPLAIN (COSTS OFF) EXECUTE planned_identity_contracts")
+                    plan = "\n".join(r[0] for r in cur.fetchall())
+                assert "'1'::bigint" in plan, "the cached plan should still carry the folded insurer"
+                assert _prepared_contract_ids(small, "insurer_nl") == []
+            finally:
+                admin.execute(
+                    "INSERT INTO public.principal (role_name, kind, agency_id, insurer_id) VALUES (%s, %s, %s, %s)",
+                    (role, *row),  # type: ignore[misc]
+                )
+        assert _prepared_contract_ids(small, "insurer_nl") == [1, 3]
+    finally:
+        backend.execute("DEALLOCATE planned_identity_contracts")
+        backend.execute("RESET plan_cache_mode")
+        backend.commit()

@@ -60,6 +60,8 @@ RECORDED_SQL_SHA256 = {
     "0006_downgrade.sql": "c98889a11130e767ec0be466a5f00e8cc49ce08dd74f62fd0b0b264fa729f6b3",
     "0007_upgrade.sql": "10886d5b30dc3d3c5c6bdf141073d5c55d38db9d42ab666e533952f4ff265e74",
     "0007_downgrade.sql": "e1af2dc57db52522f8287a29b5924278bc1703b7a78f7f14502e78e69e813805",
+    "0008_upgrade.sql": "909d2312b49c15f736cfd44833ddf1d78671a72c4ad136dae60ba463942db7f9",
+    "0008_downgrade.sql": "ae4da50416cf9a71ac2911b61c8f461f717f4858c882c82aa51859c8cfcb8c8b",
 }
 
 

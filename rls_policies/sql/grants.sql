@@ -36,6 +36,7 @@ ALTER FUNCTION agency_rls.handling_agency_ids()       OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.addressee_agency_ids()      OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.planned_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.planned_restriction()       OWNER TO {{helper}};
+ALTER FUNCTION agency_rls.planned_insurer_id()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_agency_ids()        OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_supervision_ids()   OWNER TO {{helper}};
 ALTER FUNCTION agency_rls.visible_entrustment_ids()   OWNER TO {{helper}};
@@ -70,6 +71,7 @@ GRANT EXECUTE ON FUNCTION
     agency_rls.addressee_agency_ids(),
     agency_rls.planned_agency_ids(),
     agency_rls.planned_restriction(),
+    agency_rls.planned_insurer_id(),
     agency_rls.visible_agency_ids(),
     agency_rls.visible_supervision_ids(),
     agency_rls.visible_entrustment_ids()

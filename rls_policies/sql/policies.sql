@@ -59,9 +59,12 @@ CREATE POLICY contract_read_handled ON public.contract
                      FROM unnest(handler_agency_ids, handler_windows) AS link (agency_id, valid)
                     WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
                       AND link.valid @> now()));
+-- Insurer principals: their own contracts. The insurer is folded into the plan and checked
+-- against the caller at every statement (agency_rls.planned_insurer_id() says why and when).
 CREATE POLICY contract_read_insurer ON public.contract
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+    USING (insurer_id = agency_rls.planned_insurer_id()
+           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every contract of the caller's insurers in every statement
 -- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the
@@ -86,7 +89,8 @@ CREATE POLICY contract_handler_read_handled ON public.contract_handler
     USING (EXISTS (SELECT FROM public.contract AS c WHERE c.id = contract_handler.contract_id OFFSET 0));
 CREATE POLICY contract_handler_read_insurer ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+    USING (insurer_id = agency_rls.planned_insurer_id()
+           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
 CREATE POLICY contract_handler_entrustment_guard ON public.contract_handler
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
     USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
@@ -109,13 +113,14 @@ CREATE POLICY customer_read_through_contract ON public.customer
                         WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
                           AND link.insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[])
                           AND link.valid @> now()));
--- Insurer principals: a per-row check, "(…) IS TRUE" so that it is never an index condition. An
--- insurer's customers are a large share of the table (the planner cannot know how large: it
--- assumed 1% and drove joins from this side, reading every customer of the insurer to show 50
--- contracts); as a filter, the contract side or the customer's key leads.
+-- Insurer principals: policyholders and insureds of their contracts (the insurers of a customer's
+-- contracts are copied onto the row). An insurer's customers are a large share of the table: with
+-- the insurer folded into the plan (as on contract) the planner reads that share from pg_stats
+-- instead of assuming 1% and driving joins from this side.
 CREATE POLICY customer_read_insurer ON public.customer
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING ((party_insurer_ids && (SELECT agency_rls.scope_insurer_ids())) IS TRUE);
+    USING (party_insurer_ids @> ARRAY[agency_rls.planned_insurer_id()]
+           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
 CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
@@ -163,7 +168,8 @@ CREATE POLICY notice_read_addressed ON public.notice
                 OR EXISTS (SELECT FROM public.customer AS cu WHERE cu.id = notice.customer_id OFFSET 0)));
 CREATE POLICY notice_read_insurer ON public.notice
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (insurer_id = (SELECT agency_rls.insurer_id()));
+    USING (insurer_id = agency_rls.planned_insurer_id()
+           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every notice of the caller's insurers in every statement
 -- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the

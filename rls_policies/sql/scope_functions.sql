@@ -265,6 +265,29 @@ BEGIN
 END
 $$;
 
+-- An insurer principal's insurer, folded into the plan like planned_agency_ids(); NULL for
+-- everyone else. The insurer policies write
+--     insurer_id = planned_insurer_id() AND (SELECT insurer_id()) = planned_insurer_id()
+-- The first half is an equality with a constant, so the planner reads the insurer's share of the
+-- table from pg_stats (two thirds of the contracts for the largest insurer, where it assumed one
+-- twentieth and ran the newest-contracts page as a parallel plan that read 17 times the
+-- buffers); the second half compares the folded value with the caller at every statement (a
+-- one-time filter), so a plan folded for another caller returns nothing, never another insurer's
+-- rows. A principal's mapping never changes in place (principal_guard.sql: remapping drops the
+-- role, and a new role is planned afresh), so a plan folded for a principal goes stale only in
+-- one way: folded while the principal row was not yet visible (a REPEATABLE READ snapshot taken
+-- before provisioning), it returns nothing until it is planned again.
+CREATE FUNCTION agency_rls.planned_insurer_id() RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (
+        SELECT me.insurer_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'insurer'
+    );
+END
+$$;
+
 -- Addressees whose notices reach the caller: its own agency and the agencies currently
 -- supervising it (notices flow down only). Empty for insurers and non-principals.
 CREATE FUNCTION agency_rls.addressee_agency_ids() RETURNS bigint[]
