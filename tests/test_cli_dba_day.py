@@ -24,7 +24,16 @@ from agency_rls.cluster.database import ConnectionStringError, conninfo_url, par
 from tests.support import LOGIN_PASSWORD, WALKS_REVISIONS, ScratchDatabase, World
 
 HEAD = migrations_runner.head_revision()
-ALL_STEPS = ["base -> 0001", "0001 -> 0002", "0002 -> 0003", "0003 -> 0004", "0004 -> 0005", "0005 -> 0006", "0006 -> 0007"]
+ALL_STEPS = [
+    "base -> 0001",
+    "0001 -> 0002",
+    "0002 -> 0003",
+    "0003 -> 0004",
+    "0004 -> 0005",
+    "0005 -> 0006",
+    "0006 -> 0007",
+    "0007 -> 0008",
+]
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None):  # type: ignore[no-untyped-def]
@@ -153,13 +162,22 @@ def test_history_needs_no_database_and_has_json() -> None:
     text = subprocess.run(command_line("history"), capture_output=True, text=True, env=env, check=False)
     assert (text.returncode, text.stderr) == (0, "")
     lines = text.stdout.splitlines()
-    assert lines[0].startswith(f"0006 -> {HEAD} (head), ") and lines[-1].startswith("<base> -> 0001, ")
+    assert lines[0].startswith(f"0007 -> {HEAD} (head), ") and lines[-1].startswith("<base> -> 0001, ")
     as_json = subprocess.run(
         command_line("history", "--format", "json"), capture_output=True, text=True, env=env, check=False
     )
     revisions = json.loads(as_json.stdout)
-    assert [r["revision"] for r in revisions] == [HEAD, "0006", "0005", "0004", "0003", "0002", "0001"]
-    assert [r["head"] for r in revisions] == [True] + [False] * 6
+    assert [r["revision"] for r in revisions] == [
+        HEAD,
+        "0007",
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
+    assert [r["head"] for r in revisions] == [True] + [False] * 7
     assert revisions[-1]["down_revision"] is None and all("\n" not in r["message"] for r in revisions)
 
 
@@ -484,10 +502,22 @@ def test_walking_down_and_up_prints_each_revision(fresh_db: ScratchDatabase) -> 
     try:
         down = invoke("downgrade", "0004", "--database-url", fresh_db.url)
         assert down.exit_code == 0, down.output
-        assert down.stdout.splitlines() == ["0007 -> 0006", "0006 -> 0005", "0005 -> 0004", "now at 0004"]
+        assert down.stdout.splitlines() == [
+            "0008 -> 0007",
+            "0007 -> 0006",
+            "0006 -> 0005",
+            "0005 -> 0004",
+            "now at 0004",
+        ]
         assert invoke("current", "--database-url", fresh_db.url).stdout == f"0004 (head is {HEAD})\n"
         up = invoke("migrate", "--database-url", fresh_db.url)
-        assert up.stdout.splitlines() == ["0004 -> 0005", "0005 -> 0006", "0006 -> 0007", f"now at {HEAD} (head)"]
+        assert up.stdout.splitlines() == [
+            "0004 -> 0005",
+            "0005 -> 0006",
+            "0006 -> 0007",
+            "0007 -> 0008",
+            f"now at {HEAD} (head)",
+        ]
     finally:
         fresh_db.downgrade_base()
 
