@@ -45,7 +45,10 @@ TRAPS = {
     "contract": ("id", "1 / (insurer_id - 1) IS NOT NULL"),
     "contract_handler": ("contract_id", "1 / (insurer_id - 1) IS NOT NULL"),
     "notice": ("id", "1 / (insurer_id - 1) IS NOT NULL"),
-    "customer": ("id", "1 / ((id - 1) * (id - 3)) IS NOT NULL"),  # NL's customers (party_insurer_ids is not granted)
+    "customer": (
+        "id",
+        "1 / ((id - 1) * (id - 3)) IS NOT NULL",
+    ),  # NL's customers (party_insurer_ids is not granted)
 }
 
 
@@ -63,7 +66,11 @@ def set_local_role(cur: psycopg.Cursor, world: World, short: str) -> None:
 def keys(world: World, short: str, table: str) -> list[int]:
     key, _ = TRAPS[table]
     with world.acting_as(short) as cur:
-        cur.execute(sql.SQL("SELECT {k} FROM public.{t} ORDER BY {k}").format(k=sql.Identifier(key), t=sql.Identifier(table)))
+        cur.execute(
+            sql.SQL("SELECT {k} FROM public.{t} ORDER BY {k}").format(
+                k=sql.Identifier(key), t=sql.Identifier(table)
+            )
+        )
         return [row[0] for row in cur.fetchall()]
 
 
@@ -75,7 +82,9 @@ def test_each_insurer_reads_exactly_its_own_rows(world2: World) -> None:
 
 
 @pytest.mark.parametrize("table", sorted(TRAPS))
-def test_a_cursor_planned_for_one_insurer_and_read_by_another_springs_no_trap(world2: World, table: str) -> None:
+def test_a_cursor_planned_for_one_insurer_and_read_by_another_springs_no_trap(
+    world2: World, table: str
+) -> None:
     """Attack: plan folded for another caller, read through a portal. The backend declares a cursor as
     NL (the plan folds insurer 1 and scans NL's rows), switches to GW1 (SET LOCAL ROLE) before the first
     FETCH (the statement's check runs at the first fetch), and filters with a division by zero that
@@ -85,9 +94,9 @@ def test_a_cursor_planned_for_one_insurer_and_read_by_another_springs_no_trap(wo
     with backend.transaction(force_rollback=True), backend.cursor() as cur:
         set_local_role(cur, world2, "insurer_nl")
         cur.execute(
-            sql.SQL("DECLARE review_0008 CURSOR FOR SELECT {k} FROM public.{t} WHERE {trap} ORDER BY 1").format(
-                k=sql.Identifier(key), t=sql.Identifier(table), trap=sql.SQL(trap)
-            )
+            sql.SQL(
+                "DECLARE review_0008 CURSOR FOR SELECT {k} FROM public.{t} WHERE {trap} ORDER BY 1"
+            ).format(k=sql.Identifier(key), t=sql.Identifier(table), trap=sql.SQL(trap))
         )
         set_local_role(cur, world2, "insurer_gw1")
         cur.execute("FETCH ALL FROM review_0008")
@@ -114,7 +123,11 @@ def test_a_definer_function_shared_by_two_insurers_never_shows_the_first_ones_ro
     owner = world2.role("review_definer")
     with world2.superuser() as su:
         su.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
-        su.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(world2.role("rls_insurer")), sql.Identifier(owner)))
+        su.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(world2.role("rls_insurer")), sql.Identifier(owner)
+            )
+        )
         su.execute("CREATE SCHEMA review_0008")
         su.execute("GRANT USAGE ON SCHEMA review_0008 TO PUBLIC")
         su.execute(
@@ -122,7 +135,9 @@ def test_a_definer_function_shared_by_two_insurers_never_shows_the_first_ones_ro
             " SET search_path = pg_catalog, pg_temp"
             " AS $$ BEGIN RETURN QUERY SELECT c.id FROM public.contract AS c ORDER BY c.id; END $$"
         )
-        su.execute(sql.SQL("ALTER FUNCTION review_0008.contracts() OWNER TO {}").format(sql.Identifier(owner)))
+        su.execute(
+            sql.SQL("ALTER FUNCTION review_0008.contracts() OWNER TO {}").format(sql.Identifier(owner))
+        )
     try:
 
         def contracts(short: str) -> list[int]:
@@ -167,8 +182,12 @@ def test_parallel_plans_compare_the_caller_in_the_leader(world2: World) -> None:
                 for setting in settings:
                     cur.execute(setting)
                 set_local_role(cur, world2, short)
-                query = sql.SQL("SELECT {k} FROM public.{t} ORDER BY 1").format(k=sql.Identifier(key), t=sql.Identifier(table))
-                plan = "\n".join(r[0] for r in cur.execute(sql.SQL("EXPLAIN (COSTS OFF) ") + query).fetchall())
+                query = sql.SQL("SELECT {k} FROM public.{t} ORDER BY 1").format(
+                    k=sql.Identifier(key), t=sql.Identifier(table)
+                )
+                plan = "\n".join(
+                    r[0] for r in cur.execute(sql.SQL("EXPLAIN (COSTS OFF) ") + query).fetchall()
+                )
                 assert "Gather" in plan, plan
                 assert [r[0] for r in cur.execute(query).fetchall()] == expected, (short, table, plan)
     for table, (key, trap) in sorted(TRAPS.items()):
@@ -215,7 +234,9 @@ def test_the_insurer_group_itself_folds_null_and_reads_nothing(world2: World) ->
     with world2.login_as("insurer_nl") as conn:
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(world2.role("rls_insurer"))))
         for table, (key, _) in TRAPS.items():
-            rows = conn.execute(sql.SQL("SELECT {} FROM public.{}").format(sql.Identifier(key), sql.Identifier(table)))
+            rows = conn.execute(
+                sql.SQL("SELECT {} FROM public.{}").format(sql.Identifier(key), sql.Identifier(table))
+            )
             assert rows.fetchall() == [], table
 
 
@@ -240,12 +261,19 @@ def _deallocate(world: World) -> None:
 def _execute(world: World, short: str) -> dict[str, list[int]]:
     with world.acting_as(short) as cur:
         return {
-            table: [r[0] for r in cur.execute(sql.SQL("EXECUTE {}").format(sql.Identifier(f"review_0008_{table}"))).fetchall()]
+            table: [
+                r[0]
+                for r in cur.execute(
+                    sql.SQL("EXECUTE {}").format(sql.Identifier(f"review_0008_{table}"))
+                ).fetchall()
+            ]
             for table in TRAPS
         }
 
 
-def test_a_plan_made_in_a_snapshot_before_provisioning_recovers_in_the_next_transaction(world2: World) -> None:
+def test_a_plan_made_in_a_snapshot_before_provisioning_recovers_in_the_next_transaction(
+    world2: World,
+) -> None:
     """Finding (availability). Attack: a plan folded while the principal row was not visible. A
     REPEATABLE READ transaction of the backend takes its snapshot, insurer principal GW2 is provisioned
     (its row, role and grants commit), the backend acts as GW2 in that transaction: the prepared
@@ -261,13 +289,16 @@ def test_a_plan_made_in_a_snapshot_before_provisioning_recovers_in_the_next_tran
             cur.execute("SELECT 1")  # the snapshot
             with world2.admin() as admin:
                 admin.execute(
-                    "INSERT INTO public.principal (role_name, kind, insurer_id) VALUES (%s, 'insurer', 2)", (role,)
+                    "INSERT INTO public.principal (role_name, kind, insurer_id) VALUES (%s, 'insurer', 2)",
+                    (role,),
                 )
                 provision(admin, login=True)
                 set_test_passwords(admin, world2.prefix)
             cur.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
             for table in TRAPS:
-                rows = cur.execute(sql.SQL("EXECUTE {}").format(sql.Identifier(f"review_0008_{table}"))).fetchall()
+                rows = cur.execute(
+                    sql.SQL("EXECUTE {}").format(sql.Identifier(f"review_0008_{table}"))
+                ).fetchall()
                 assert rows == [], table
         assert _execute(world2, "insurer_gw2") == OWN["insurer_gw1"]
         assert _execute(world2, "insurer_nl") == OWN["insurer_nl"]
@@ -290,7 +321,9 @@ def test_a_plan_made_while_the_principal_row_was_reloaded_recovers_when_it_is_ba
             ).fetchone()
             admin.execute("DELETE FROM public.principal WHERE role_name = %s", (role,))
             try:
-                admin.execute("ANALYZE public.contract, public.contract_handler, public.customer, public.notice")
+                admin.execute(
+                    "ANALYZE public.contract, public.contract_handler, public.customer, public.notice"
+                )
                 assert _execute(world2, "insurer_nl") == {table: [] for table in TRAPS}
             finally:
                 admin.execute(
@@ -310,7 +343,9 @@ def test_planned_insurer_id_tells_a_principal_only_its_own_insurer(world2: World
         with world2.acting_as(short) as cur:
             assert cur.execute("SELECT agency_rls.planned_insurer_id()").fetchone() == (expected,)
     with world2.acting_as("insurer_gw1") as cur:
-        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN (COSTS OFF) SELECT id FROM public.notice").fetchall())
+        plan = "\n".join(
+            r[0] for r in cur.execute("EXPLAIN (COSTS OFF) SELECT id FROM public.notice").fetchall()
+        )
     assert "'2'::bigint" in plan and "'1'::bigint" not in plan, plan
     with world2.backend.transaction(force_rollback=True), world2.backend.cursor() as cur:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
