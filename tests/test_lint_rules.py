@@ -305,6 +305,21 @@ PLANTS = [
         id="is-null-alternative",
     ),
     pytest.param(
+        "admits_missing_identity",
+        "policy lint_unplanned ON public.notice",
+        "CREATE POLICY lint_unplanned ON public.notice FOR SELECT TO {insurer_group}"
+        " USING (agency_rls.planned_insurer_id() IS NULL AND insurer_id > 0)",
+        id="unplanned-arm-not-compared-with-the-identity",
+    ),
+    pytest.param(
+        "admits_missing_identity",
+        "policy lint_unplanned_or ON public.notice",
+        "CREATE POLICY lint_unplanned_or ON public.notice FOR SELECT TO {insurer_group}"
+        " USING (agency_rls.planned_insurer_id() IS NULL"
+        " AND (insurer_id = (SELECT agency_rls.insurer_id()) OR insurer_id > 0))",
+        id="unplanned-arm-compared-or-anything",
+    ),
+    pytest.param(
         "unwrapped_scope_call",
         "policy lint_per_row ON public.contract",
         "CREATE POLICY lint_per_row ON public.contract FOR SELECT TO {insurer_group}"
@@ -343,6 +358,23 @@ def test_each_rule_fires_on_its_planted_defect(
     findings = plant_and_lint(admin, lint_world, plant)
     finding = fired(findings, rule, obj.format(**role_names(lint_world)))
     assert finding.message and finding.remedy
+
+
+def test_a_fallback_to_the_statements_identity_is_not_a_missing_identity(
+    admin: psycopg.Connection, lint_world: World
+) -> None:
+    """Revision 0008's shape: the arm a NULL-folded insurer opens compares the row with the statement's
+    identity (NULL for everyone else), so it admits nothing when identity is missing."""
+    findings = plant_and_lint(
+        admin,
+        lint_world,
+        "CREATE POLICY lint_fallback_ok ON public.notice FOR SELECT TO {insurer_group}"
+        " USING (agency_rls.planned_insurer_id() IS NULL AND insurer_id = (SELECT agency_rls.insurer_id()));"
+        " CREATE POLICY lint_fallback_ok ON public.customer FOR SELECT TO {insurer_group}"
+        " USING (agency_rls.planned_insurer_id() IS NULL"
+        " AND party_insurer_ids @> ARRAY[(SELECT agency_rls.insurer_id())])",
+    )
+    assert [f.object for f in findings if f.rule == "admits_missing_identity"] == []
 
 
 def test_a_role_setting_is_a_warning_and_an_owned_object_an_error(

@@ -60,7 +60,7 @@ RECORDED_SQL_SHA256 = {
     "0006_downgrade.sql": "c98889a11130e767ec0be466a5f00e8cc49ce08dd74f62fd0b0b264fa729f6b3",
     "0007_upgrade.sql": "10886d5b30dc3d3c5c6bdf141073d5c55d38db9d42ab666e533952f4ff265e74",
     "0007_downgrade.sql": "e1af2dc57db52522f8287a29b5924278bc1703b7a78f7f14502e78e69e813805",
-    "0008_upgrade.sql": "909d2312b49c15f736cfd44833ddf1d78671a72c4ad136dae60ba463942db7f9",
+    "0008_upgrade.sql": "f8c533fca04af624add14e2bb80e479dd9ba03a211471f541ba8a323e7f79884",
     "0008_downgrade.sql": "ae4da50416cf9a71ac2911b61c8f461f717f4858c882c82aa51859c8cfcb8c8b",
 }
 
@@ -107,10 +107,22 @@ def change_the_rules(definition: Path) -> None:
         "USING (agency_id = (SELECT agency_rls.unrestricted_agency_id()) AND read_at IS NOT NULL);\n"
         "CREATE POLICY notice_receipt_read_restricted",
     )
-    edit(
+    edit(  # insurer_id(), not planned_insurer_id() (the same body)
         definition / "scope_functions.sql",
-        "SELECT me.insurer_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'insurer'",
-        "SELECT me.insurer_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'insurer' LIMIT 1",
+        "CREATE FUNCTION agency_rls.insurer_id() RETURNS bigint\n"
+        "    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED\n"
+        "    SET search_path = pg_catalog, pg_temp\n"
+        "AS $$\n"
+        "BEGIN\n"
+        "    RETURN (\n"
+        "        SELECT me.insurer_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'insurer'",
+        "CREATE FUNCTION agency_rls.insurer_id() RETURNS bigint\n"
+        "    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED\n"
+        "    SET search_path = pg_catalog, pg_temp\n"
+        "AS $$\n"
+        "BEGIN\n"
+        "    RETURN (\n"
+        "        SELECT me.insurer_id FROM agency_rls.acting_principal() AS me WHERE me.kind = 'insurer' LIMIT 1",
     )
     edit(
         definition / "scope_columns.sql",

@@ -2,7 +2,9 @@
 
 The insurer policies on contract, contract_handler, notice and customer compare the row with
 ``agency_rls.planned_insurer_id()``, which the planner evaluates once while planning (as 0007 did
-for agencies), and check at every statement that the folded insurer is the caller's. The planner
+for agencies), and check at every statement that the folded insurer is the caller's (a plan folded
+with no insurer, made before the caller's principal row was visible, asks the statement alone: it
+would otherwise return nothing for the life of the session). The planner
 then reads the insurer's share of each table from pg_stats (two thirds of the contracts for the
 largest insurer) instead of assuming one twentieth: the newest-contracts page stops being a
 parallel plan that read 17 times the hand-written query's buffers. Nobody's rows change

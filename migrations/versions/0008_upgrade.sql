@@ -42,16 +42,16 @@ $function$;
 -- Policies
 CREATE POLICY contract_read_insurer ON public.contract
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())));
+    USING ((((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())) OR ((agency_rls.planned_insurer_id() IS NULL) AND (insurer_id = ( SELECT agency_rls.insurer_id() AS insurer_id)))));
 CREATE POLICY contract_handler_read_insurer ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())));
+    USING ((((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())) OR ((agency_rls.planned_insurer_id() IS NULL) AND (insurer_id = ( SELECT agency_rls.insurer_id() AS insurer_id)))));
 CREATE POLICY customer_read_insurer ON public.customer
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (((party_insurer_ids @> ARRAY[agency_rls.planned_insurer_id()]) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())));
+    USING ((((party_insurer_ids @> ARRAY[agency_rls.planned_insurer_id()]) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())) OR ((agency_rls.planned_insurer_id() IS NULL) AND (party_insurer_ids @> ARRAY[( SELECT agency_rls.insurer_id() AS insurer_id)]))));
 CREATE POLICY notice_read_insurer ON public.notice
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
-    USING (((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())));
+    USING ((((insurer_id = agency_rls.planned_insurer_id()) AND (( SELECT agency_rls.insurer_id() AS insurer_id) = agency_rls.planned_insurer_id())) OR ((agency_rls.planned_insurer_id() IS NULL) AND (insurer_id = ( SELECT agency_rls.insurer_id() AS insurer_id)))));
 
 -- Owners
 GRANT CREATE ON SCHEMA agency_rls TO {{helper}};

@@ -60,11 +60,14 @@ CREATE POLICY contract_read_handled ON public.contract
                     WHERE link.agency_id = ANY ((SELECT agency_rls.handling_agency_ids())::bigint[])
                       AND link.valid @> now()));
 -- Insurer principals: their own contracts. The insurer is folded into the plan and checked
--- against the caller at every statement (agency_rls.planned_insurer_id() says why and when).
+-- against the caller at every statement; a plan folded with no insurer (made before the caller's
+-- principal row was visible) asks the statement alone (agency_rls.planned_insurer_id() says why).
 CREATE POLICY contract_read_insurer ON public.contract
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = agency_rls.planned_insurer_id()
-           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
+               AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id()
+           OR agency_rls.planned_insurer_id() IS NULL
+               AND insurer_id = (SELECT agency_rls.insurer_id()));
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every contract of the caller's insurers in every statement
 -- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the
@@ -90,7 +93,9 @@ CREATE POLICY contract_handler_read_handled ON public.contract_handler
 CREATE POLICY contract_handler_read_insurer ON public.contract_handler
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = agency_rls.planned_insurer_id()
-           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
+               AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id()
+           OR agency_rls.planned_insurer_id() IS NULL
+               AND insurer_id = (SELECT agency_rls.insurer_id()));
 CREATE POLICY contract_handler_entrustment_guard ON public.contract_handler
     AS RESTRICTIVE FOR ALL TO {{agency_group}}, {{insurer_group}}
     USING (insurer_id = ANY ((SELECT agency_rls.scope_insurer_ids())::bigint[]))
@@ -120,7 +125,9 @@ CREATE POLICY customer_read_through_contract ON public.customer
 CREATE POLICY customer_read_insurer ON public.customer
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (party_insurer_ids @> ARRAY[agency_rls.planned_insurer_id()]
-           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
+               AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id()
+           OR agency_rls.planned_insurer_id() IS NULL
+               AND party_insurer_ids @> ARRAY[(SELECT agency_rls.insurer_id())]);
 CREATE POLICY customer_read_prospect ON public.customer
     AS PERMISSIVE FOR SELECT TO {{agency_group}}
     USING (registered_by_agency_id = (SELECT agency_rls.unrestricted_agency_id()));
@@ -169,7 +176,9 @@ CREATE POLICY notice_read_addressed ON public.notice
 CREATE POLICY notice_read_insurer ON public.notice
     AS PERMISSIVE FOR SELECT TO {{insurer_group}}
     USING (insurer_id = agency_rls.planned_insurer_id()
-           AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id());
+               AND (SELECT agency_rls.insurer_id()) = agency_rls.planned_insurer_id()
+           OR agency_rls.planned_insurer_id() IS NULL
+               AND insurer_id = (SELECT agency_rls.insurer_id()));
 -- The guard is a per-row check, "(…) IS TRUE" so that it is never an index condition: through
 -- the insurer index it would read every notice of the caller's insurers in every statement
 -- (a bitmap of hundreds of thousands of rows ANDed into every plan). The rows come from the

@@ -268,6 +268,7 @@ $$;
 -- An insurer principal's insurer, folded into the plan like planned_agency_ids(); NULL for
 -- everyone else. The insurer policies write
 --     insurer_id = planned_insurer_id() AND (SELECT insurer_id()) = planned_insurer_id()
+--     OR planned_insurer_id() IS NULL AND insurer_id = (SELECT insurer_id())
 -- The first half is an equality with a constant, so the planner reads the insurer's share of the
 -- table from pg_stats (two thirds of the contracts for the largest insurer, where it assumed one
 -- twentieth and ran the newest-contracts page as a parallel plan that read 17 times the
@@ -275,8 +276,11 @@ $$;
 -- one-time filter), so a plan folded for another caller returns nothing, never another insurer's
 -- rows. A principal's mapping never changes in place (principal_guard.sql: remapping drops the
 -- role, and a new role is planned afresh), so a plan folded for a principal goes stale only in
--- one way: folded while the principal row was not yet visible (a REPEATABLE READ snapshot taken
--- before provisioning), it returns nothing until it is planned again.
+-- one way: folded while the principal row was not visible (a REPEATABLE READ snapshot taken before
+-- provisioning, a reload of the principal rows), it carries NULL. Nothing re-plans a cached plan
+-- when a principal row appears, so that plan would return nothing for the life of the session:
+-- the second line, folded to "false" whenever an insurer is, then decides with the statement's
+-- own insurer (the policy before 0008; NULL for everyone but insurer principals, so nothing).
 CREATE FUNCTION agency_rls.planned_insurer_id() RETURNS bigint
     LANGUAGE plpgsql IMMUTABLE SECURITY DEFINER PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp

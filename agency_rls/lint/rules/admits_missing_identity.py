@@ -7,7 +7,10 @@ shapes that turn a missing identity into access: ``f() IS NULL`` as an alternati
 ``coalesce(f(), <fallback>)``, ``x IS [NOT] DISTINCT FROM f()`` (NULL matches NULL, or everything
 else), ``x <> ALL (f())`` (true against an empty array), and a ``current_setting(…, true)``
 compared with NULL or ''. The project's own guard, ``(SELECT f()) IS NOT NULL AND …``, is the
-fail-closed shape and is not flagged.
+fail-closed shape and is not flagged; so is ``f() IS NULL AND col = (SELECT g())`` (or
+``col @> ARRAY[(SELECT g())]``), where the arm that a missing ``f()`` opens compares the row with
+the statement's identity at once, which a missing identity never matches (agency-rls's insurer
+policies fall back so when the insurer folded into the plan is NULL).
 
 Bad::
 
@@ -32,7 +35,13 @@ TITLE = "Policy that admits rows when identity is missing"
 #: server prints a scalar subquery), or a current_setting call.
 _CALL = r"(\(\s*SELECT\s+)?([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*\(\s*\)(\s+AS\s+[a-z_][a-z0-9_$]*\))?"
 _SETTING = r"current_setting\([^()]*\)"
+#: ``f() IS NULL`` ANDed with a comparison of a column with the statement's identity, as the server
+#: prints it: ``(f() IS NULL) AND (col = ( SELECT g() AS g))`` or ``… AND (col @> ARRAY[( SELECT g() AS g)])``.
+_IDENTITY = r"\(\s*SELECT\s+([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*\(\s*\)\s+AS\s+[a-z_][a-z0-9_$]*\)"
 PARAMS = {
+    "fail_closed_fallback": (
+        rf"{_CALL}\s+IS\s+NULL\)\s+AND\s+\([a-z_][a-z0-9_$]*\s+(=\s+{_IDENTITY}|@>\s+ARRAY\[{_IDENTITY}\])\)"
+    ),
     "missing_identity_shapes": [
         # f() IS NULL  (not IS NOT NULL)
         rf"({_CALL}|{_SETTING})(::[a-z_\[\] ]+)?\)*\s+IS\s+NULL",
@@ -44,7 +53,7 @@ PARAMS = {
         rf"<>\s*ALL\s*\(\s*\(*\s*({_CALL}|{_SETTING})",
         # current_setting(…, true) compared with ''
         r"current_setting\([^()]*,\s*true\)(::[a-z_ ]+)?\)*\s*=\s*''",
-    ]
+    ],
 }
 
 SQL = f"""{PREAMBLE},
@@ -65,6 +74,6 @@ SELECT NULL AS level,
        || '(SELECT f()) IS NOT NULL AND …, never with f() IS NULL OR … or a coalesce fallback' AS remedy
   FROM policy AS p
  WHERE EXISTS (SELECT FROM pg_catalog.unnest(%(missing_identity_shapes)s::text[]) AS shape
-                WHERE p.body ~* shape)
+                WHERE pg_catalog.regexp_replace(p.body, %(fail_closed_fallback)s, '', 'gi') ~* shape)
  ORDER BY 2
 """
