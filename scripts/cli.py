@@ -520,8 +520,8 @@ def bench_writes(
     """Time writes that keep the scope copies exact (WITH the triggers) against the PLAIN write (the
     scope-copy triggers disabled), single-row and batch; check the copies after every write.
 
-    Every sample is a transaction that is rolled back: the database does not change. Needs the tables'
-    owner (a superuser, or the DBA who installed agency-rls) on a seeded database.
+    Every sample is a transaction that is rolled back: the rows do not change.
+    Needs the owner of the tables (a superuser, or the DBA who installed agency-rls) on a seeded database.
     Exit status: 0 copies exact, 1 a write left a copy inexact, 2 usage or connection error.
     Example: agency-rls bench-writes --database-url postgresql://dba@db/crm_bench --format markdown
     """
