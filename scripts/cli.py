@@ -497,6 +497,65 @@ def bench(
         raise typer.Exit(1)
 
 
+@app.command("bench-writes")
+def bench_writes(
+    database_url: DatabaseUrl = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed samples per side of each single-row write.")] = 20,
+    batch_rounds: Annotated[int, typer.Option(min=1, help="Timed samples per side of each batch write.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed rounds before each size's timed rounds.")] = 2,
+    batch_rows: Annotated[
+        int, typer.Option(min=2, help="Rows of a batch write (fewer if the agency has fewer).")
+    ] = 10_000,
+    seed_number: Annotated[int, typer.Option("--seed", help="Random seed of the rows picked.")] = 1,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind", metavar="NAME", help="Only this write kind (e.g. handler_insert); repeatable."
+        ),
+    ] = None,
+    output: Annotated[
+        BenchFormat, typer.Option("--format", help="Output format (markdown: the table of BENCHMARKS.md).")
+    ] = BenchFormat.text,
+) -> None:
+    """Time writes that keep the scope copies exact (WITH the triggers) against the PLAIN write (the
+    scope-copy triggers disabled), single-row and batch; check the copies after every write.
+
+    Every sample is a transaction that is rolled back: the rows do not change.
+    Needs the owner of the tables (a superuser, or the DBA who installed agency-rls) on a seeded database.
+    Exit status: 0 copies exact, 1 a write left a copy inexact, 2 usage or connection error.
+    Example: agency-rls bench-writes --database-url postgresql://dba@db/crm_bench --format markdown
+    """
+    from agency_rls.workload import write_cost  # imported late: keeps --help fast
+
+    progress = Console(stderr=True)
+    try:
+        with psycopg.connect(libpq_conninfo(database_url), autocommit=True) as conn:
+            report = write_cost.measure_write_cost(
+                conn,
+                rounds=rounds,
+                batch_rounds=batch_rounds,
+                warmup=warmup,
+                batch_rows=batch_rows,
+                seed=seed_number,
+                kinds=kind,
+                progress=None
+                if output is not BenchFormat.text
+                else lambda message: progress.print(f"bench-writes: {message}", highlight=False),
+            )
+    except (write_cost.WriteCostError, psycopg.Error, SystemExit) as error:
+        reason = error.code if isinstance(error, SystemExit) else error
+        fail(f"agency-rls: bench-writes: {' '.join(str(reason).split()) or type(error).__name__}")
+        raise typer.Exit(2) from None
+    if output is BenchFormat.json:
+        print(write_cost.format_json(report))
+    elif output is BenchFormat.markdown:
+        print(write_cost.markdown_from_json(report.as_dict()), end="")
+    else:
+        write_cost.render_text(report, stdout_console())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 class SeedScale(StrEnum):
     """The presets of ``agency-rls seed`` (``agency_rls.workload.synthetic.SCALES``)."""
 
@@ -771,7 +830,8 @@ def explain(
     table: Annotated[str, typer.Argument(help="contract, customer, notice, contract_handler, agency, ...")],
     key: Annotated[str, typer.Argument(help="The row's id; a contract also by policy number (NL-1001).")],
     as_role: Annotated[
-        str, typer.Option("--as", metavar="ROLE", help="The principal (role name, with or without the prefix).")
+        str,
+        typer.Option("--as", metavar="ROLE", help="The principal (role name, with or without the prefix)."),
     ],
     database_url: DatabaseUrl = None,
     backend_url: Annotated[

@@ -24,6 +24,7 @@ COMMANDS = [
     "check",
     "seed",
     "bench",
+    "bench-writes",
     "lint",
     "diff",
     "drift",

@@ -216,6 +216,7 @@ RUN: dict[str, Run] = {
     "agency-rls bench --format json --principal agency_w11 --query notice_feed "
     "--backend-url postgresql://crm_rls_backend@db.example/crm": Run("the sample world"),
     "agency-rls bench --format markdown > table.md": Run("the sample world"),
+    "agency-rls bench-writes --rounds 20 --batch-rounds 5 --format markdown": Run("the sample world"),
     "agency-rls lint": Run("the sample world"),
     "agency-rls lint --format json > lint.json": Run("the sample world"),
     "agency-rls lint --format sarif --waivers lint-waivers.toml > lint.sarif": Run("the sample world"),
