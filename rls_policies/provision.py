@@ -162,6 +162,7 @@ def _provision(
         existing = _existing_roles(conn, roles, [row[0] for row in principals])
         recorded = _provisioned_mappings(conn)
         statements: list[sql.Composable] = []
+        to_record: list[tuple[str, Mapping]] = []
         for role_name, kind, agency_id, insurer_id in principals:
             mapping = (kind, agency_id, insurer_id)
             restricted = kind == "agency" and insurer_id is not None
@@ -178,7 +179,7 @@ def _provision(
                 server_version=conn.info.server_version,
             )
             if role is None or recorded.get(role_name) is None:
-                statements += _record_mapping(role_name, mapping)
+                to_record.append((role_name, mapping))
             elif recorded[role_name] != mapping:
                 raise ProvisionError(
                     f"principal {role_name!r} was provisioned for {_describe(recorded[role_name])}, but its row "
@@ -186,6 +187,7 @@ def _provision(
                     "never remapped in place: delete its row, run 'agency-rls provision --prune', insert the "
                     "new row, provision (nothing changed)"
                 )
+        statements += _record_mappings(to_record)
         if statements:
             conn.execute(sql.SQL(";\n").join(statements))
         statements = _plan_owned_objects(conn, roles, database, report)
@@ -205,14 +207,24 @@ def _provisioned_mappings(conn: psycopg.Connection) -> dict[str, Mapping]:
     return {name: (kind, agency_id, insurer_id) for name, kind, agency_id, insurer_id in rows}
 
 
-def _record_mapping(role_name: str, mapping: Mapping) -> list[sql.Composable]:
-    """Statements recording that ``role_name`` is provisioned for ``mapping`` (replacing a stale record)."""
-    name = sql.Literal(role_name)
+def _record_mappings(mappings: list[tuple[str, Mapping]]) -> list[sql.Composable]:
+    """Statements recording that each role is provisioned for its mapping (replacing a stale record).
+
+    Two statements whatever the count (10,000 principals provision in seconds)."""
+    if not mappings:
+        return []
+    names = sql.Literal([name for name, _ in mappings])
+    kinds = sql.Literal([kind for _, (kind, _, _) in mappings])
+    agencies = sql.Literal([agency_id for _, (_, agency_id, _) in mappings])
+    insurers = sql.Literal([insurer_id for _, (_, _, insurer_id) in mappings])
     return [
-        sql.SQL("DELETE FROM agency_rls.provisioned_principal WHERE role_name = {}").format(name),
+        sql.SQL("DELETE FROM agency_rls.provisioned_principal WHERE role_name = ANY ({}::text[])").format(
+            names
+        ),
         sql.SQL(
-            "INSERT INTO agency_rls.provisioned_principal (role_name, kind, agency_id, insurer_id) VALUES ({})"
-        ).format(sql.SQL(", ").join([name, *(sql.Literal(value) for value in mapping)])),
+            "INSERT INTO agency_rls.provisioned_principal (role_name, kind, agency_id, insurer_id)"
+            " SELECT * FROM unnest({}::text[], {}::text[], {}::bigint[], {}::bigint[])"
+        ).format(names, kinds, agencies, insurers),
     ]
 
 
@@ -294,12 +306,15 @@ def _add_default_principal_rows(conn: psycopg.Connection, prefix: str, report: P
                 "in place: delete that row first)"
             )
     if missing:
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO public.principal (role_name, kind, agency_id, insurer_id) VALUES (%s, %s, %s, %s)",
-                missing,
-            )
-        report.principal_rows_added.extend(row[0] for row in missing)
+        # One statement, not one per row: 10,000 agencies provision in seconds (each row still
+        # passes principal_guard.sql's row trigger).
+        names, kinds, agency_ids, insurer_ids = (list(column) for column in zip(*missing, strict=True))
+        conn.execute(
+            "INSERT INTO public.principal (role_name, kind, agency_id, insurer_id)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])",
+            (names, kinds, agency_ids, insurer_ids),
+        )
+        report.principal_rows_added.extend(names)
 
 
 @dataclass(frozen=True)
