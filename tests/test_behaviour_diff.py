@@ -1,7 +1,7 @@
 """``agency-rls diff``: the gate that fails a revision which lets a principal read more.
 
-The real revisions 0005 -> 0008 and 0006 -> 0008 only changed how the scope is computed: nobody may
-gain or lose a row. A deliberately wrong revision 0009 (in a copy of the revisions) reproduces the
+The real revisions 0005 -> 0009 and 0006 -> 0009 only changed how the scope is computed: nobody may
+gain or lose a row. A deliberately wrong revision 0010 (in a copy of the revisions) reproduces the
 incident's first case: the caller's handling agencies include its *supervisors*, so the working
 agency W11 reads its supervising agency S1's contracts, the gateway contract GW1-2001 among them.
 The gate must fail naming W11, the table and the spec's rule; declared with ``widens_access`` it
@@ -64,8 +64,8 @@ $$;
 
 REVISION_TEMPLATE = '''"""Count the supervisors' handler links too (deliberately wrong: the incident's first case).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -74,31 +74,31 @@ from pathlib import Path
 
 from agency_rls.migrations.sql_ops import run_sql
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 {marker}
 
 def upgrade() -> None:
-    run_sql((Path(__file__).parent / "0009_upgrade.sql").read_text(encoding="utf-8"))
+    run_sql((Path(__file__).parent / "0010_upgrade.sql").read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:
-    run_sql((Path(__file__).parent / "0009_downgrade.sql").read_text(encoding="utf-8"))
+    run_sql((Path(__file__).parent / "0010_downgrade.sql").read_text(encoding="utf-8"))
 '''
 
 
 def wrong_revisions(tmp_path: Path, marker: str = "") -> Path:
-    """A copy of the shipped revisions with the wrong 0009 on top (``marker``: module-level lines)."""
+    """A copy of the shipped revisions with the wrong 0010 on top (``marker``: module-level lines)."""
     versions = tmp_path / "versions"
     shutil.copytree(MIGRATIONS_DIR / "versions", versions, ignore=shutil.ignore_patterns("__pycache__"))
-    (versions / "0009_upgrade.sql").write_text(WRONG_UPGRADE, encoding="utf-8")
+    (versions / "0010_upgrade.sql").write_text(WRONG_UPGRADE, encoding="utf-8")
     original = (MIGRATIONS_DIR.parent / "rls_policies" / "sql" / "scope_functions.sql").read_text()
     start = original.index("CREATE FUNCTION agency_rls.handling_agency_ids()")
     body = original[start : original.index("$$;", original.index("AS $$", start) + 5) + 3]
-    (versions / "0009_downgrade.sql").write_text(body.replace("CREATE", "CREATE OR REPLACE", 1) + "\n")
-    (versions / "0009_supervisors_count.py").write_text(REVISION_TEMPLATE.format(marker=marker))
+    (versions / "0010_downgrade.sql").write_text(body.replace("CREATE", "CREATE OR REPLACE", 1) + "\n")
+    (versions / "0010_supervisors_count.py").write_text(REVISION_TEMPLATE.format(marker=marker))
     return versions
 
 
@@ -119,11 +119,11 @@ def leftovers(server: str) -> list[str]:
 @WALKS_REVISIONS
 @pytest.mark.parametrize("older", ["0005", "0006"])
 def test_the_real_revisions_change_nobody_s_rows(server: str, older: str) -> None:
-    status, out, err = run_diff(server, older, "0008", "--scenario", INCIDENT, "--scenario", SECONDED)
+    status, out, err = run_diff(server, older, "0009", "--scenario", INCIDENT, "--scenario", SECONDED)
     assert (status, err) == (0, "")
     assert out.splitlines() == [
         # 5 principals in the incident's world, 7 in the seconded staff's
-        f"Behavioural diff {older} -> 0008: 12 principals in 2 worlds"
+        f"Behavioural diff {older} -> 0009: 12 principals in 2 worlds"
         " (incident_supervisor_contracts.yaml, seconded_staff.yaml)",
         "No principal gains or loses a row.",
         "PASS: no principal gains a row.",
@@ -134,30 +134,30 @@ def test_the_real_revisions_change_nobody_s_rows(server: str, older: str) -> Non
 @WALKS_REVISIONS
 def test_supervision_flowing_upward_fails_the_gate(server: str, tmp_path: Path) -> None:
     versions = str(wrong_revisions(tmp_path))
-    status, out, _ = run_diff(server, "0008", "0009", "--scenario", INCIDENT, "--versions-dir", versions)
+    status, out, _ = run_diff(server, "0009", "0010", "--scenario", INCIDENT, "--versions-dir", versions)
     assert status == 1, out
     lines = out.splitlines()
     hidden_by = "agency.contract/handles+supervised_handles (the spec hides it)"
     assert (
-        "  + at 0009 agency_w11 gains 1 contract row of insurer GW1 (GW1/GW1-2001)"
+        "  + at 0010 agency_w11 gains 1 contract row of insurer GW1 (GW1/GW1-2001)"
         f" in incident_supervisor_contracts.yaml: {hidden_by}"
     ) in lines
     assert (
-        "  + at 0009 agency_w11 gains 1 contract row of insurer NL (NL/NL-1001)"
+        "  + at 0010 agency_w11 gains 1 contract row of insurer NL (NL/NL-1001)"
         f" in incident_supervisor_contracts.yaml: {hidden_by}"
     ) in lines
     # The supervisor's GW2 contract stays hidden: W11 holds no entrustment from GW2.
     assert not any("GW2-4001" in line for line in lines)
-    assert lines[-1].startswith("FAIL: at 0009 ")
+    assert lines[-1].startswith("FAIL: at 0010 ")
     assert "agency_w11 (contract)" in lines[-1]
     assert "agency_s1" not in lines[-1]  # the supervisor reads what it read before
 
     status, out, _ = run_diff(
-        server, "0008", "0009", "--scenario", INCIDENT, "--versions-dir", versions, "--format", "json"
+        server, "0009", "0010", "--scenario", INCIDENT, "--versions-dir", versions, "--format", "json"
     )
     assert status == 1
     report = json.loads(out)
-    assert (report["from"], report["to"], report["status"]) == ("0008", "0009", "fail")
+    assert (report["from"], report["to"], report["status"]) == ("0009", "0010", "fail")
     assert report["widens_access"] == []
     gateway = [c for c in report["changes"] if c["table"] == "contract" and c["insurer"] == "GW1"]
     assert gateway == [
@@ -187,15 +187,15 @@ def test_a_declared_widening_passes_and_is_still_reported(server: str, tmp_path:
         ' "tables": ' + json.dumps(list(TABLES)) + "}\n"
     )
     versions = str(wrong_revisions(tmp_path, marker))
-    status, out, _ = run_diff(server, "0008", "0009", "--scenario", INCIDENT, "--versions-dir", versions)
+    status, out, _ = run_diff(server, "0009", "0010", "--scenario", INCIDENT, "--versions-dir", versions)
     assert status == 0, out
     lines = out.splitlines()
-    assert lines[1].startswith("revision 0009 declares widens_access to agency, contract, ")
+    assert lines[1].startswith("revision 0010 declares widens_access to agency, contract, ")
     assert lines[1].endswith(": review exercise: supervisors' links count")
     assert (
-        "  + at 0009 agency_w11 gains 1 contract row of insurer GW1 (GW1/GW1-2001)"
+        "  + at 0010 agency_w11 gains 1 contract row of insurer GW1 (GW1/GW1-2001)"
         " in incident_supervisor_contracts.yaml: agency.contract/handles+supervised_handles"
-        " (the spec hides it) [declared by revision 0009]"
+        " (the spec hides it) [declared by revision 0010]"
     ) in lines
     assert lines[-1] == "PASS: every gain is declared by a revision (widens_access)."
 
@@ -205,12 +205,12 @@ def test_a_widening_declared_for_another_table_still_fails(server: str, tmp_path
     marker = 'widens_access = {"reason": "prospects", "tables": ["customer"]}\n'
     versions = str(wrong_revisions(tmp_path, marker))
     status, out, _ = run_diff(
-        server, "0008", "0009", "--scenario", INCIDENT, "--versions-dir", versions, "--format", "json"
+        server, "0009", "0010", "--scenario", INCIDENT, "--versions-dir", versions, "--format", "json"
     )
     assert status == 1
     report = json.loads(out)
     declared = {(c["table"], c["declared_by"]) for c in report["changes"]}
-    assert ("customer", "0009") in declared
+    assert ("customer", "0010") in declared
     assert ("contract", None) in declared
 
 
@@ -224,17 +224,17 @@ def test_a_widening_declared_for_another_table_still_fails(server: str, tmp_path
 )
 def test_a_malformed_declaration_is_bad_input(tmp_path: Path, marker: str, message: str) -> None:
     versions = str(wrong_revisions(tmp_path, marker))
-    result = CliRunner().invoke(app, ["diff", "0008", "0009", "--versions-dir", versions])
+    result = CliRunner().invoke(app, ["diff", "0009", "0010", "--versions-dir", versions])
     assert result.exit_code == 2
     assert result.stderr.startswith(
-        "agency-rls: diff: revision 0009 (0009_supervisors_count.py): widens_access"
+        "agency-rls: diff: revision 0010 (0010_supervisors_count.py): widens_access"
     )
     assert message in result.stderr
     assert result.stdout == ""
 
 
 def test_an_unknown_revision_is_bad_input() -> None:
-    result = CliRunner().invoke(app, ["diff", "0008", "0099"])
+    result = CliRunner().invoke(app, ["diff", "0009", "0099"])
     assert result.exit_code == 2
     assert result.stderr.startswith("agency-rls: diff: unknown revision '0099'")
 
@@ -254,7 +254,7 @@ def test_a_generated_world_finds_the_wrong_revision(server: str, tmp_path: Path)
     """--seed alone: the world generator must produce a supervised agency that gains rows."""
     versions = str(wrong_revisions(tmp_path))
     status, out, _ = run_diff(
-        server, "0008", "0009", "--seed", "1", "--versions-dir", versions, "--format", "json"
+        server, "0009", "0010", "--seed", "1", "--versions-dir", versions, "--format", "json"
     )
     report = json.loads(out)
     assert report["worlds"] == ["generated world (seed 1)"]

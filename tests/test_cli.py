@@ -91,7 +91,7 @@ def test_migrate_current_downgrade_through_the_command(fresh_db: ScratchDatabase
         == 0
     )
     current = runner.invoke(app, ["current", "--database-url", url])
-    assert current.exit_code == 0 and "0008 (head)" in current.stdout
+    assert current.exit_code == 0 and "0009 (head)" in current.stdout
     assert runner.invoke(app, ["downgrade", "base", "--yes", "--database-url", url]).exit_code == 0
     assert fresh_db.leftover_roles() == []
 

@@ -33,6 +33,7 @@ ALL_STEPS = [
     "0005 -> 0006",
     "0006 -> 0007",
     "0007 -> 0008",
+    "0008 -> 0009",
 ]
 
 
@@ -162,13 +163,14 @@ def test_history_needs_no_database_and_has_json() -> None:
     text = subprocess.run(command_line("history"), capture_output=True, text=True, env=env, check=False)
     assert (text.returncode, text.stderr) == (0, "")
     lines = text.stdout.splitlines()
-    assert lines[0].startswith(f"0007 -> {HEAD} (head), ") and lines[-1].startswith("<base> -> 0001, ")
+    assert lines[0].startswith(f"0008 -> {HEAD} (head), ") and lines[-1].startswith("<base> -> 0001, ")
     as_json = subprocess.run(
         command_line("history", "--format", "json"), capture_output=True, text=True, env=env, check=False
     )
     revisions = json.loads(as_json.stdout)
     assert [r["revision"] for r in revisions] == [
         HEAD,
+        "0008",
         "0007",
         "0006",
         "0005",
@@ -177,7 +179,7 @@ def test_history_needs_no_database_and_has_json() -> None:
         "0002",
         "0001",
     ]
-    assert [r["head"] for r in revisions] == [True] + [False] * 7
+    assert [r["head"] for r in revisions] == [True] + [False] * 8
     assert revisions[-1]["down_revision"] is None and all("\n" not in r["message"] for r in revisions)
 
 
@@ -503,6 +505,7 @@ def test_walking_down_and_up_prints_each_revision(fresh_db: ScratchDatabase) -> 
         down = invoke("downgrade", "0004", "--database-url", fresh_db.url)
         assert down.exit_code == 0, down.output
         assert down.stdout.splitlines() == [
+            "0009 -> 0008",
             "0008 -> 0007",
             "0007 -> 0006",
             "0006 -> 0005",
@@ -516,6 +519,7 @@ def test_walking_down_and_up_prints_each_revision(fresh_db: ScratchDatabase) -> 
             "0005 -> 0006",
             "0006 -> 0007",
             "0007 -> 0008",
+            "0008 -> 0009",
             f"now at {HEAD} (head)",
         ]
     finally:

@@ -223,7 +223,7 @@ def test_plain_alembic_walking_the_revisions_as_the_dba_says_it_needs_superuser(
     )
     assert result.exit_code == 1
     reason = result.stderr.strip().splitlines()[-1]  # after Alembic's own INFO lines
-    assert reason.startswith("agency-rls: going from revision 0000 to 0008 walks revision 0002 and 0004")
+    assert reason.startswith("agency-rls: going from revision 0000 to 0009 walks revision 0002 and 0004")
     assert "which creates or alters a BYPASSRLS role: it needs SUPERUSER" in reason
     assert migrations_runner.migrated_revision(conninfo_url(dba)) is None
 

@@ -120,7 +120,7 @@ def test_plain_alembic_works_from_the_repository_root(fresh_db: ScratchDatabase)
     upgraded = alembic("-x", f"role_prefix={fresh_db.prefix}", "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
     current = alembic("current")
-    assert "0008 (head)" in current.stdout, current.stderr
+    assert "0009 (head)" in current.stdout, current.stderr
     with fresh_db.connect() as conn:
         assert conn.execute("SELECT agency_rls.role_prefix()").fetchone() == (fresh_db.prefix,)
     downgraded = alembic("downgrade", "base")

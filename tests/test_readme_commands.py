@@ -224,7 +224,7 @@ RUN: dict[str, Run] = {
         "the sample world"
     ),
     # "The role prefix, online and offline": the offline script, reviewed, then applied.
-    "AGENCY_RLS_ROLE_PREFIX=crm_ agency-rls downgrade 0008:base --sql > remove.sql": Run(
+    "AGENCY_RLS_ROLE_PREFIX=crm_ agency-rls downgrade 0009:base --sql > remove.sql": Run(
         "removal with reviewed offline SQL", shell=NO_DATABASE
     ),
     "psql -1 -v ON_ERROR_STOP=1 -f remove.sql postgresql://dba@db.example/crm": Run(
@@ -272,7 +272,7 @@ SKIP: dict[str, str] = {
     "old_head=$(git ls-tree --name-only \"$base\" migrations/versions/ | sed -n "
     "'s|.*/\\([0-9]\\{4\\}\\)_.*\\.py$|\\1|p' | sort | tail -1)": BEHAVIOUR_DIFF,
     'agency-rls diff "$old_head" head --seed 1 --format json > behaviour-diff.json': BEHAVIOUR_DIFF,
-    "agency-rls diff 0007 0008": "builds both revisions on throwaway clusters; tests/test_behaviour_diff.py runs 0006 -> 0008",
+    "agency-rls diff 0008 0009": "builds both revisions on throwaway clusters; tests/test_behaviour_diff.py runs 0006 -> 0009",
     "agency-rls explain --as agency_w11 contract GW1-2001 --format json": EXPLAIN_EXAMPLES,
     "agency-rls explain --as agency_w11 contract GW1-2001": EXPLAIN_EXAMPLES,
     "agency-rls explain --as agency_w11 notice 1": EXPLAIN_EXAMPLES,
@@ -513,10 +513,10 @@ def test_the_extraction_reads_sh_lines_and_text_transcripts() -> None:
 
 
 def test_readme_outputs_match_with_ellipses() -> None:
-    expected = ["0008 -> 0007", "…", "0001 -> base", "now at base (not migrated)"]
-    assert output_matches(expected, "0008 -> 0007\n0006 -> 0005\n0001 -> base\nnow at base (not migrated)\n")
-    assert output_matches(expected, "0008 -> 0007\n0001 -> base\nnow at base (not migrated)")
-    assert not output_matches(expected, "0008 -> 0007\n0001 -> base\nnow at 0001\n")
+    expected = ["0009 -> 0008", "…", "0001 -> base", "now at base (not migrated)"]
+    assert output_matches(expected, "0009 -> 0008\n0006 -> 0005\n0001 -> base\nnow at base (not migrated)\n")
+    assert output_matches(expected, "0009 -> 0008\n0001 -> base\nnow at base (not migrated)")
+    assert not output_matches(expected, "0009 -> 0008\n0001 -> base\nnow at 0001\n")
     assert output_matches(["agency-rls: scheme 'mysql://' …"], "agency-rls: scheme 'mysql://' is not, ok\n")
     assert not output_matches(["already at head"], "already at head\nand more\n")
 
@@ -586,7 +586,7 @@ AFTERWARDS["agency-rls demo --keep"] = stop_the_kept_demo
 
 
 def says_head(server: ReadmeServer, outcome: Outcome) -> None:
-    """``current`` on the migrated database says where it is, as the Commands section shows ('0008 (head)')."""
+    """``current`` on the migrated database says where it is, as the Commands section shows ('0009 (head)')."""
     assert f"{migrations_runner.head_revision()} (head)" in outcome.stdout, outcome.output
 
 

@@ -62,6 +62,8 @@ RECORDED_SQL_SHA256 = {
     "0007_downgrade.sql": "e1af2dc57db52522f8287a29b5924278bc1703b7a78f7f14502e78e69e813805",
     "0008_upgrade.sql": "f8c533fca04af624add14e2bb80e479dd9ba03a211471f541ba8a323e7f79884",
     "0008_downgrade.sql": "ae4da50416cf9a71ac2911b61c8f461f717f4858c882c82aa51859c8cfcb8c8b",
+    "0009_upgrade.sql": "b1138650394d1e32026ff8fc519887d9f547e5d407c3f14db9eff0d40727ac61",
+    "0009_downgrade.sql": "be9e329f389e55b90071efb04fa943c7f3f3c2a17eb45e64b4cf0fad7456203b",
 }
 
 

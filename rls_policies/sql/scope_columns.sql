@@ -52,14 +52,27 @@ CREATE FUNCTION agency_rls.validity(valid_from timestamptz, valid_to timestamptz
 
 -- Recompute the copies of the given contracts from contract_handler. Rows already exact are not
 -- written. The contract trigger below then refreshes the customers of the contracts it changed.
+--
+-- PL/pgSQL, not LANGUAGE sql: PostgreSQL 15 plans the statements of a SQL function that it cannot
+-- inline again at every call, and the triggers call these two on every write statement (planning
+-- their lock and UPDATE statements was most of the 1.6-2 ms fixed cost per write statement that
+-- `agency-rls bench-writes` measured at revision 0007). PL/pgSQL keeps each statement's plan for
+-- the session. plan_cache_mode = force_generic_plan: with the default mode the plan cache still
+-- planned every call afresh (a custom plan for a 1-element array is estimated cheaper than the
+-- generic plan, which assumes 10 elements), and saved little. The generic plan is the one a
+-- 10,000-element batch gets anyway: one primary-key (or contract_handler.contract_id, policyholder,
+-- insured) index lookup per element, no table scan; its cost grows with the array, never with the
+-- table. Measured on 1,000,000 contracts: revision 0009 in BENCHMARKS.md.
 CREATE FUNCTION agency_rls.refresh_contract_scope(contract_ids bigint[]) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+    SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
     -- Lock the rows first, read after: under READ COMMITTED the next statement takes a new
     -- snapshot, so a concurrent writer of these rows that committed while we waited is seen.
     -- (Read first and the UPDATE, after waiting, would write a value computed without it.)
-    SELECT c.id FROM public.contract AS c WHERE c.id = ANY (contract_ids) ORDER BY c.id FOR NO KEY UPDATE;
+    PERFORM c.id FROM public.contract AS c WHERE c.id = ANY (contract_ids) ORDER BY c.id FOR NO KEY UPDATE;
     UPDATE public.contract AS c
        SET handler_agency_ids = fresh.agency_ids,
            handler_windows = fresh.windows
@@ -74,17 +87,21 @@ BEGIN ATOMIC
              GROUP BY target.id) AS fresh
      WHERE c.id = fresh.id
        AND (c.handler_agency_ids, c.handler_windows) IS DISTINCT FROM (fresh.agency_ids, fresh.windows);
-END;
+END
+$$;
 
 -- Recompute the copies of the given customers from the contracts they are party to.
+-- PL/pgSQL with generic plans, for the reasons given at refresh_contract_scope.
 CREATE FUNCTION agency_rls.refresh_customer_scope(customer_ids bigint[]) RETURNS void
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+    SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
     -- Lock the rows first, read after: under READ COMMITTED the next statement takes a new
     -- snapshot, so a concurrent writer of these rows that committed while we waited is seen.
     -- (Read first and the UPDATE, after waiting, would write a value computed without it.)
-    SELECT cu.id FROM public.customer AS cu WHERE cu.id = ANY (customer_ids) ORDER BY cu.id FOR NO KEY UPDATE;
+    PERFORM cu.id FROM public.customer AS cu WHERE cu.id = ANY (customer_ids) ORDER BY cu.id FOR NO KEY UPDATE;
     UPDATE public.customer AS cu
        SET handler_agency_ids = fresh.agency_ids,
            handler_insurer_ids = fresh.insurer_ids,
@@ -114,7 +131,8 @@ BEGIN ATOMIC
      WHERE cu.id = fresh.id
        AND (cu.handler_agency_ids, cu.handler_insurer_ids, cu.handler_windows, cu.party_insurer_ids)
            IS DISTINCT FROM (fresh.agency_ids, fresh.insurer_ids, fresh.windows, fresh.party_insurer_ids);
-END;
+END
+$$;
 
 -- Recompute every copy, set-based (one aggregate over the handler rows, one over the contracts'
 -- parties): seconds per million contracts. For loads with triggers off (session_replication_role
