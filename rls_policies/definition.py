@@ -44,6 +44,7 @@ SCOPE_INDEXES: tuple[str, ...] = (
     "contract_handler_agency_ids_idx",
     "customer_handler_agency_ids_idx",
     "notice_addressee_created_idx",
+    "principal_role_name_lower_idx",  # principal_guard.sql: the twin check's lookups
 )
 
 #: The backend role's own settings, as roles.sql sets them (ALTER ROLE ... SET): provision and lint

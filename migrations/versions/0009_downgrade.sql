@@ -1,4 +1,4 @@
--- agency-rls revision 0009 (downgrade): scope refresh functions in PL/pgSQL
+-- agency-rls revision 0009 (downgrade): scope refresh in PL/pgSQL and the principal twin check on an index
 --
 -- Written by `agency-rls revision` from the difference between the definition recorded at the
 -- previous revision and rls_policies/sql/, and checked to move one to the other on scratch
@@ -17,6 +17,9 @@ BEGIN
     END IF;
 END
 $members$;
+
+-- Indexes that change or go
+DROP INDEX public.principal_role_name_lower_idx;
 
 -- Functions
 CREATE OR REPLACE FUNCTION agency_rls.refresh_contract_scope(contract_ids bigint[])

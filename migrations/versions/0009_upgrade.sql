@@ -1,4 +1,4 @@
--- agency-rls revision 0009 (upgrade): scope refresh functions in PL/pgSQL
+-- agency-rls revision 0009 (upgrade): scope refresh in PL/pgSQL and the principal twin check on an index
 --
 -- Written by `agency-rls revision` from the difference between the definition recorded at the
 -- previous revision and rls_policies/sql/, and checked to move one to the other on scratch
@@ -92,6 +92,9 @@ BEGIN
 END
 $function$;
 
+
+-- Indexes
+CREATE INDEX principal_role_name_lower_idx ON public.principal USING btree (lower(role_name));
 
 -- Leaving the helper again (a DBA without SUPERUSER)
 DO $members$

@@ -44,6 +44,10 @@ REVOKE ALL ON agency_rls.provisioned_principal FROM PUBLIC;
 GRANT SELECT ON agency_rls.provisioned_principal TO {{helper}};
 COMMENT ON TABLE agency_rls.provisioned_principal IS 'agency-rls: the mapping each principal role was provisioned for (written by agency-rls provision)';
 
+-- The twin check below looks rows up by lower(role_name): on this index, not by scanning the table
+-- for every inserted row (provisioning 10,000 principals took 26 s, quadratic in their number).
+CREATE INDEX principal_role_name_lower_idx ON public.principal (pg_catalog.lower(role_name));
+
 -- A new principal row names a role that does not exist yet (provision creates it), or a role
 -- provisioned for exactly this mapping. Names are canonical: lower-case ASCII letters, digits and
 -- _ (unquoted SQL folds case, so 'Agency_S1' and 'agency_s1' would be two principals and the

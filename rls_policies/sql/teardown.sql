@@ -53,6 +53,8 @@ DROP SCHEMA agency_rls CASCADE;
 -- The handler links copied onto rows (scope_columns.sql); their triggers and refresh functions
 -- went with the schema.
 DROP INDEX public.notice_addressee_created_idx;
+-- The principal twin check's index (principal_guard.sql).
+DROP INDEX public.principal_role_name_lower_idx;
 ALTER TABLE public.contract DROP COLUMN handler_agency_ids, DROP COLUMN handler_windows;
 ALTER TABLE public.customer
     DROP COLUMN handler_agency_ids, DROP COLUMN handler_insurer_ids, DROP COLUMN handler_windows,
