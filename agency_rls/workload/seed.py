@@ -50,6 +50,7 @@ from agency_rls.rls_policies.provision import ProvisionError, provision, stored_
 from agency_rls.schema import ALL_TABLES
 from agency_rls.workload.scope_copies import ScopeCopies
 from agency_rls.workload.synthetic import SCALES, Blueprint, Scale
+from agency_rls.workload.xact_stats import rows_updated
 
 __all__ = ["COLUMNS", "SCALES", "Progress", "Scale", "SeedError", "SeedReport", "seed_world"]
 
@@ -103,6 +104,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 assert tuple(COLUMNS) == ALL_TABLES, "seed loads every table of the schema, in its dependency order"
 
+#: The tables whose derived values provision's repair may rewrite after a load with triggers off.
+_DERIVED_TABLES = ("contract", "contract_handler", "customer")
 #: Rows per COPY statement.
 CHUNK_ROWS = 500_000
 #: How often (rows) the progress callback hears of a table.
@@ -215,11 +218,12 @@ def seed_world(
                 report.seconds[table] = round(time.perf_counter() - began, 3)
             began = time.perf_counter()
             tell("provision", 0, 1)
-            updates_before = _updates(conn)
+            updates_before = rows_updated(conn, _DERIVED_TABLES)
             provisioned = provision(conn)
             if copies is not None:
                 report.rows_repaired = {
-                    table: count - updates_before.get(table, 0) for table, count in _updates(conn).items()
+                    table: count - updates_before.get(table, 0)
+                    for table, count in rows_updated(conn, _DERIVED_TABLES).items()
                 }
             tell("provision", 1, 1)
             report.seconds["provision"] = round(time.perf_counter() - began, 3)
@@ -314,16 +318,6 @@ def _streams(blueprint: Blueprint, prefix: str, copies: ScopeCopies | None) -> l
         ),
     ]
     return streams
-
-
-def _updates(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Rows updated so far in this transaction, per table that holds derived values."""
-    rows = conn.execute(
-        "SELECT relname, n_tup_upd FROM pg_catalog.pg_stat_xact_user_tables"
-        " WHERE schemaname = 'public' AND relname IN ('contract', 'contract_handler', 'customer')"
-    ).fetchall()
-    found = {str(name): int(count) for name, count in rows}
-    return {table: found.get(table, 0) for table in ("contract", "contract_handler", "customer")}
 
 
 def _silent(step: str, done: int, total: int) -> None:

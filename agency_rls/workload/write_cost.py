@@ -55,6 +55,7 @@ import psycopg
 from psycopg import sql
 
 from agency_rls.workload.bench import percentile
+from agency_rls.workload.xact_stats import rows_updated
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -627,16 +628,6 @@ def _trigger_switch(side: str) -> sql.Composable:
     return sql.SQL(";\n").join(statements)
 
 
-def _xact_updates(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Rows of contract and customer updated so far, as the backend counts them. Read before and after
-    the write: the counts also hold earlier transactions whose statistics are not yet flushed."""
-    rows = conn.execute(
-        "SELECT relname, n_tup_upd FROM pg_catalog.pg_stat_xact_user_tables"
-        " WHERE schemaname = 'public' AND relname IN ('contract', 'customer')"
-    )
-    return {str(r[0]): int(r[1]) for r in rows}
-
-
 @dataclass
 class _Sample:
     ms: float
@@ -652,7 +643,7 @@ def _run_once(conn: psycopg.Connection[Any], kind: WriteKind, picked: Picked, n:
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(_trigger_switch(side))
-                before = _xact_updates(conn)
+                before = rows_updated(conn, ("contract", "customer"))
                 cur = conn.execute(timed)
                 start = cur.fetchone()
                 while cur.nextset():
@@ -660,7 +651,7 @@ def _run_once(conn: psycopg.Connection[Any], kind: WriteKind, picked: Picked, n:
                 end = cur.fetchone()
                 assert start is not None and end is not None
                 inexact = inexact_copies(conn, picked.contracts(n), picked.customers(n))
-                after = _xact_updates(conn)
+                after = rows_updated(conn, ("contract", "customer"))
                 updates = {table: after.get(table, 0) - before.get(table, 0) for table in after}
             break
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as error:
